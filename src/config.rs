@@ -1,0 +1,170 @@
+//! Process-wide settings: built-in defaults < `gymrelay.toml` < `GYMRELAY_SECTION__KEY` variables.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// Everything `serve` needs besides the tenant files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub tenants: TenantsConfig,
+}
+
+/// The public webhook listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// Bodies above this are refused with 413 while being read. Keep it well below a quarter of
+    /// sled's segment size: larger values go to blob files that sled never syncs.
+    pub max_body_bytes: usize,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            max_body_bytes: 64 * 1024,
+            workers: 0,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+/// The operator listener (health, metrics, admin API). Not for the internet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    #[serde(skip_serializing)]
+    pub token: Option<SecretString>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            token: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub path: PathBuf,
+    /// How long a uuid is remembered for deduplication. The vendor resends for about 40 minutes;
+    /// a week also covers a partner replaying old notifications by hand.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// How often expired uuids are pruned.
+    #[serde(with = "humantime_serde")]
+    pub prune_interval: Duration,
+    /// sled's page cache. sled's memory grows well past this when its data grows, which is why
+    /// delivered events and expired uuids are deleted rather than kept.
+    pub cache_capacity_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            path: PathBuf::from("data"),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            prune_interval: Duration::from_secs(3600),
+            cache_capacity_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantsConfig {
+    pub dir: PathBuf,
+}
+
+impl Default for TenantsConfig {
+    fn default() -> Self {
+        TenantsConfig {
+            dir: PathBuf::from("tenants"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: config file not found")]
+    Missing { path: PathBuf },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads defaults, then `file` if given (it must exist then), then `GYMRELAY_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Missing {
+                    path: path.to_path_buf(),
+                });
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed("GYMRELAY_").split("__"));
+        figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(describe(e, file)))
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http: HttpConfig::default(),
+            admin: AdminConfig::default(),
+            storage: StorageConfig::default(),
+            tenants: TenantsConfig::default(),
+        }
+    }
+}
+
+/// figment's errors name the key path and the source; prefix the file so the message stands alone.
+fn describe(error: figment::Error, file: Option<&Path>) -> String {
+    let messages: Vec<String> = error
+        .into_iter()
+        .map(|e| {
+            let field = e.path.join(".");
+            let source = e
+                .metadata
+                .as_ref()
+                .and_then(|m| m.source.as_ref())
+                .map(|s| s.to_string())
+                .or_else(|| file.map(|f| f.display().to_string()))
+                .unwrap_or_else(|| "config".to_string());
+            if field.is_empty() {
+                format!("{source}: {}", e.kind)
+            } else {
+                format!("{source}: {field}: {}", e.kind)
+            }
+        })
+        .collect();
+    messages.join("\n")
+}

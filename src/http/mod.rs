@@ -1,0 +1,3 @@
+//! The HTTP listeners.
+
+pub mod ingest;

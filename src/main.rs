@@ -1,0 +1,67 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use gymrelay::{Config, Relay};
+
+/// Receives PerfectGym Next webhooks for many studios, enriches them from each studio's
+/// Open API and hands them to your application.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the relay.
+    Serve {
+        /// Config file; without it ./gymrelay.toml is used if present, else built-in defaults.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Run the relay with a simulated PerfectGym Next (two studios) for a first look.
+    Demo(gymrelay::demo::DemoArgs),
+    /// Run the stand-in PerfectGym Next on its own (Open API and webhook sender).
+    Simulate(gymrelay::simulate::SimulateArgs),
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let result = actix_web::rt::System::new().block_on(async move {
+        match cli.command {
+            Command::Serve { config } => serve(config).await,
+            Command::Demo(args) => gymrelay::demo::run(args).await,
+            Command::Simulate(args) => gymrelay::simulate::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gymrelay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let file = config.or_else(|| {
+        let default = PathBuf::from("gymrelay.toml");
+        default.exists().then_some(default)
+    });
+    let config = Config::load(file.as_deref())?;
+    let relay = Relay::start(&config).await?;
+    relay.run().await.context("server failed")
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

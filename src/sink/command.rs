@@ -1,0 +1,57 @@
+//! Command sink: runs the partner's program with the event JSON on stdin; exit 0 = delivered.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+
+use super::SinkError;
+
+pub struct CommandSink {
+    argv: Vec<String>,
+    timeout: Duration,
+}
+
+impl CommandSink {
+    pub fn new(argv: Vec<String>, timeout: Duration) -> CommandSink {
+        CommandSink { argv, timeout }
+    }
+
+    pub async fn deliver(&self, event_id: &str, body: &[u8]) -> Result<(), SinkError> {
+        let program = &self.argv[0];
+        let mut child = Command::new(program)
+            .args(&self.argv[1..])
+            .env("GYMRELAY_EVENT_ID", event_id)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| SinkError(format!("cannot start {program}: {e}")))?;
+        let run = async {
+            if let Some(mut stdin) = child.stdin.take() {
+                // A program that exits without reading stdin is its own business; its exit code decides.
+                let _ = stdin.write_all(body).await;
+            }
+            let mut stderr = String::new();
+            if let Some(mut err) = child.stderr.take() {
+                let _ = err.read_to_string(&mut stderr).await;
+            }
+            let status = child.wait().await;
+            (status, stderr)
+        };
+        match tokio::time::timeout(self.timeout, run).await {
+            Err(_) => Err(SinkError(format!(
+                "{program} did not finish within {:?}",
+                self.timeout
+            ))),
+            Ok((Err(e), _)) => Err(SinkError(format!("{program}: {e}"))),
+            Ok((Ok(status), _)) if status.success() => Ok(()),
+            Ok((Ok(status), stderr)) => {
+                let tail: String = stderr.trim().chars().rev().take(200).collect::<Vec<_>>().into_iter().rev().collect();
+                Err(SinkError(format!("{program} exited with {status}: {tail}")))
+            }
+        }
+    }
+}

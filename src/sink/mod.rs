@@ -1,0 +1,48 @@
+//! Where enriched events go: the partner's application. Every sink receives the same JSON
+//! document; the event id is the idempotency key, since delivery is at least once.
+
+mod command;
+mod file;
+mod http;
+
+use crate::tenant::SinkSettings;
+
+pub use command::CommandSink;
+pub use file::FileSink;
+pub use http::{sign, HttpSink};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SinkError(pub String);
+
+pub enum Sink {
+    File(FileSink),
+    Http(HttpSink),
+    Command(CommandSink),
+}
+
+impl Sink {
+    /// Builds a sink; the http sink's client is made here, so call it on the thread that uses it.
+    pub fn new(settings: &SinkSettings) -> Result<Sink, SinkError> {
+        Ok(match settings {
+            SinkSettings::File { path } => Sink::File(FileSink::new(path.clone())),
+            SinkSettings::Http {
+                url,
+                secret,
+                timeout,
+            } => Sink::Http(HttpSink::new(url.clone(), secret, *timeout)?),
+            SinkSettings::Command { argv, timeout } => {
+                Sink::Command(CommandSink::new(argv.clone(), *timeout))
+            }
+        })
+    }
+
+    /// Hands over one event; Ok only once the receiver has it (flushed, 2xx, exit 0).
+    pub async fn deliver(&self, event_id: &str, body: &[u8]) -> Result<(), SinkError> {
+        match self {
+            Sink::File(s) => s.deliver(body),
+            Sink::Http(s) => s.deliver(event_id, body).await,
+            Sink::Command(s) => s.deliver(event_id, body).await,
+        }
+    }
+}

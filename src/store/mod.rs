@@ -1,0 +1,226 @@
+//! Everything on disk: which uuids each studio has seen, and each studio's inbox of events
+//! waiting for enrichment and delivery. Callers never see sled.
+
+mod committer;
+
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+pub use committer::CommitError;
+use committer::Committer;
+
+use crate::config::StorageConfig;
+use crate::event::QueuedEvent;
+use crate::tenant::StudioId;
+
+/// Tree names say what maps to what.
+const SEEN: &str = "studio-uuid-seen_at";
+const SEEN_EXPIRY: &str = "seen_at-studio-uuid";
+const INBOX: &str = "studio-seq-event";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    #[error("cannot open storage at {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("unreadable inbox entry: {0}")]
+    Corrupt(String),
+}
+
+/// Outcome of recording a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intake {
+    Accepted,
+    Duplicate,
+}
+
+/// One event in a studio's inbox, with the key that removes it.
+#[derive(Debug, Clone)]
+pub struct InboxEntry {
+    key: Vec<u8>,
+    pub event: QueuedEvent,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    seen: sled::Tree,
+    seen_expiry: sled::Tree,
+    inbox: sled::Tree,
+    committer: Committer,
+}
+
+impl Store {
+    pub fn open(config: &StorageConfig) -> Result<Store, StoreError> {
+        let open_error = |reason: String| StoreError::Open {
+            path: config.path.display().to_string(),
+            reason,
+        };
+        let db = sled::Config::new()
+            .path(&config.path)
+            .cache_capacity(config.cache_capacity_bytes)
+            .open()
+            .map_err(|e| open_error(e.to_string()))?;
+        // sled keeps its log in `<path>/db`; fdatasync on it is what makes a flush survive power loss.
+        let db_file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(config.path.join("db"))
+            .map_err(|e| open_error(format!("db file: {e}")))?;
+        let committer =
+            Committer::start(db.clone(), db_file).map_err(|e| open_error(e.to_string()))?;
+        Ok(Store {
+            seen: db.open_tree(SEEN)?,
+            seen_expiry: db.open_tree(SEEN_EXPIRY)?,
+            inbox: db.open_tree(INBOX)?,
+            db,
+            committer,
+        })
+    }
+
+    /// Records `uuid` as seen for `studio` and appends `events` to its inbox in one transaction,
+    /// then waits until that is on disk. A uuid already seen changes nothing, but still waits for
+    /// the disk: the first copy may be in the same group commit, and a duplicate must not be
+    /// acknowledged before the original is durable.
+    pub async fn intake(
+        &self,
+        studio: &StudioId,
+        uuid: &str,
+        events: &[QueuedEvent],
+        now_ms: i64,
+    ) -> Result<Intake, StoreError> {
+        let outcome = self.record(studio, uuid, events, now_ms)?;
+        self.committer.durable().await?;
+        Ok(outcome)
+    }
+
+    fn record(
+        &self,
+        studio: &StudioId,
+        uuid: &str,
+        events: &[QueuedEvent],
+        now_ms: i64,
+    ) -> Result<Intake, StoreError> {
+        let seen_key = studio_key(studio, uuid.as_bytes());
+        let expiry_key = [&now_ms.to_be_bytes()[..], &seen_key].concat();
+        let mut entries = Vec::with_capacity(events.len());
+        for event in events {
+            let seq = self.db.generate_id()?;
+            let value = serde_json::to_vec(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            entries.push((studio_key(studio, &seq.to_be_bytes()), value));
+        }
+        // Seen and enqueued in one transaction: two inserts can be torn by a crash, leaving a
+        // uuid marked seen with nothing queued, and the vendor's resend would then be dropped.
+        let result = (&self.seen, &self.seen_expiry, &self.inbox).transaction(
+            |(seen, expiry, inbox)| {
+                if seen.get(&seen_key)?.is_some() {
+                    return Ok(Intake::Duplicate);
+                }
+                seen.insert(&seen_key[..], &now_ms.to_be_bytes()[..])?;
+                expiry.insert(&expiry_key[..], &[][..])?;
+                for (key, value) in &entries {
+                    inbox.insert(&key[..], &value[..])?;
+                }
+                Ok::<_, ConflictableTransactionError<()>>(Intake::Accepted)
+            },
+        );
+        match result {
+            Ok(outcome) => Ok(outcome),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+            Err(TransactionError::Abort(())) => Err(StoreError::Corrupt("aborted".into())),
+        }
+    }
+
+    /// The oldest events waiting for `studio`, in arrival order.
+    pub fn pending(&self, studio: &StudioId, limit: usize) -> Result<Vec<InboxEntry>, StoreError> {
+        self.inbox
+            .scan_prefix(studio_key(studio, b""))
+            .take(limit)
+            .map(|item| {
+                let (key, value) = item?;
+                let event = serde_json::from_slice(&value)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok(InboxEntry {
+                    key: key.to_vec(),
+                    event,
+                })
+            })
+            .collect()
+    }
+
+    /// Number of events waiting for `studio`.
+    pub fn pending_count(&self, studio: &StudioId) -> usize {
+        self.inbox.scan_prefix(studio_key(studio, b"")).count()
+    }
+
+    /// Saves progress (enrichment, sinks delivered). Not waited on: losing it in a crash only
+    /// repeats work, and sinks deduplicate by event id.
+    pub fn save(&self, entry: &InboxEntry) -> Result<(), StoreError> {
+        let value =
+            serde_json::to_vec(&entry.event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.inbox.insert(&entry.key[..], value)?;
+        Ok(())
+    }
+
+    /// Removes an event every sink has. Made durable by sled's periodic flush or the next group
+    /// commit; a crash before that redelivers it (at least once, never lost).
+    pub fn finish(&self, entry: &InboxEntry) -> Result<(), StoreError> {
+        self.inbox.remove(&entry.key[..])?;
+        Ok(())
+    }
+
+    /// Forgets uuids first seen before `cutoff_ms`; returns how many.
+    pub fn prune_seen(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
+        let mut pruned = 0;
+        for item in self.seen_expiry.range(..&cutoff_ms.to_be_bytes()[..]) {
+            let (expiry_key, _) = item?;
+            let seen_key = &expiry_key[8..];
+            // Remove the seen entry only if it is the one this index entry was written for.
+            if let Some(at) = self.seen.get(seen_key)? {
+                if at.as_ref() == &expiry_key[..8] {
+                    self.seen.remove(seen_key)?;
+                }
+            }
+            self.seen_expiry.remove(&expiry_key)?;
+            pruned += 1;
+        }
+        Ok(pruned)
+    }
+
+    /// Studios that have events waiting, with their counts (also those without a tenant file).
+    pub fn pending_by_studio(&self) -> Result<Vec<(String, usize)>, StoreError> {
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        for item in self.inbox.iter() {
+            let (key, _) = item?;
+            let studio = key.split(|b| *b == 0).next().unwrap_or_default();
+            let studio = String::from_utf8_lossy(studio).into_owned();
+            match counts.last_mut() {
+                Some((last, n)) if *last == studio => *n += 1,
+                _ => counts.push((studio, 1)),
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Makes everything written so far durable (used at shutdown).
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        self.committer.durable().await?;
+        Ok(())
+    }
+
+    /// Bytes sled uses on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+/// `studio \0 suffix`: studio ids never contain NUL, so a studio's keys form one prefix range.
+fn studio_key(studio: &StudioId, suffix: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(studio.as_str().len() + 1 + suffix.len());
+    key.extend_from_slice(studio.as_str().as_bytes());
+    key.push(0);
+    key.extend_from_slice(suffix);
+    key
+}

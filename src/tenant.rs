@@ -1,0 +1,477 @@
+//! One studio's file, `tenants/<studio-id>.toml`: parsed, validated and with secrets resolved,
+//! so that nothing downstream has to deal with a half-valid tenant.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The vendor's cap per endpoint and minute; a budget above it guarantees 429s.
+pub const VENDOR_REQUESTS_PER_MINUTE: u32 = 1000;
+const DEFAULT_REQUESTS_PER_MINUTE: u32 = 900;
+
+/// A studio id: the tenant file's stem. Restricted so it is safe in storage keys, paths and logs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StudioId(String);
+
+impl StudioId {
+    pub fn parse(s: &str) -> Result<StudioId, String> {
+        let valid = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if valid {
+            Ok(StudioId(s.to_string()))
+        } else {
+            Err(format!(
+                "studio id {s:?} (the file name) must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StudioId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A problem with one tenant file, naming the file and the field.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {field}: {reason}", file.display())]
+pub struct TenantError {
+    pub file: PathBuf,
+    pub field: String,
+    pub reason: String,
+}
+
+/// A studio ready to run.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: StudioId,
+    pub name: String,
+    pub file: PathBuf,
+    pub webhook_keys: Vec<SecretString>,
+    pub open_api: OpenApiSettings,
+    pub events: EventFilter,
+    pub sinks: Vec<SinkSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OpenApiSettings {
+    /// Without a trailing slash.
+    pub base_url: String,
+    pub api_key: SecretString,
+    pub requests_per_minute: u32,
+    pub timeout: Duration,
+}
+
+/// Which event types a studio wants; the rest are acknowledged and not processed.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    only: Option<Vec<glob::Pattern>>,
+}
+
+impl EventFilter {
+    pub fn allows(&self, event_type: &str) -> bool {
+        match &self.only {
+            None => true,
+            Some(patterns) => patterns.iter().any(|p| p.matches(event_type)),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum SinkSettings {
+    File {
+        path: PathBuf,
+    },
+    Http {
+        url: String,
+        secret: SecretString,
+        timeout: Duration,
+    },
+    Command {
+        argv: Vec<String>,
+        timeout: Duration,
+    },
+}
+
+impl SinkSettings {
+    /// Stable name of the sink within its studio: delivery progress is recorded under it.
+    pub fn key(&self) -> String {
+        match self {
+            SinkSettings::File { path } => format!("file:{}", path.display()),
+            SinkSettings::Http { url, .. } => format!("http:{url}"),
+            SinkSettings::Command { argv, .. } => format!("command:{}", argv.join(" ")),
+        }
+    }
+}
+
+// ---- the file as written ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantFile {
+    name: Option<String>,
+    #[serde(default)]
+    webhook_api_keys: Vec<String>,
+    webhook_api_key_env: Option<String>,
+    webhook_api_key_file: Option<PathBuf>,
+    open_api: OpenApiFile,
+    #[serde(default)]
+    events: EventsFile,
+    #[serde(default)]
+    sinks: Vec<SinkFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenApiFile {
+    base_url: String,
+    api_key: Option<String>,
+    api_key_env: Option<String>,
+    api_key_file: Option<PathBuf>,
+    requests_per_minute: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct EventsFile {
+    only: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+enum SinkFile {
+    File {
+        path: PathBuf,
+    },
+    Http {
+        url: String,
+        secret: Option<String>,
+        secret_env: Option<String>,
+        secret_file: Option<PathBuf>,
+        #[serde(default, with = "humantime_serde")]
+        timeout: Option<Duration>,
+    },
+    Command {
+        argv: Vec<String>,
+        #[serde(default, with = "humantime_serde")]
+        timeout: Option<Duration>,
+    },
+}
+
+/// Reads and validates one tenant file. Relative `_file` paths are resolved against the
+/// tenant file's directory, so a studio's secrets can sit beside its file.
+pub fn load(path: &Path) -> Result<Tenant, TenantError> {
+    let err = |field: &str, reason: String| TenantError {
+        file: path.to_path_buf(),
+        field: field.to_string(),
+        reason,
+    };
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .ok_or_else(|| err("(file name)", "not valid UTF-8".into()))?;
+    let id = StudioId::parse(stem).map_err(|reason| err("(file name)", reason))?;
+    let text = std::fs::read_to_string(path).map_err(|e| err("(file)", e.to_string()))?;
+    let raw: TenantFile = toml::from_str(&text).map_err(|e| toml_error(path, &e))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    build(id, raw, path, dir, &err)
+}
+
+fn build(
+    id: StudioId,
+    raw: TenantFile,
+    file: &Path,
+    dir: &Path,
+    err: &dyn Fn(&str, String) -> TenantError,
+) -> Result<Tenant, TenantError> {
+    let mut webhook_keys: Vec<SecretString> = raw
+        .webhook_api_keys
+        .into_iter()
+        .map(SecretString::from)
+        .collect();
+    if let Some(var) = &raw.webhook_api_key_env {
+        webhook_keys.push(from_env("webhook_api_key_env", var, err)?);
+    }
+    if let Some(file) = &raw.webhook_api_key_file {
+        webhook_keys.push(from_file("webhook_api_key_file", &dir.join(file), err)?);
+    }
+    if webhook_keys.is_empty() {
+        return Err(err(
+            "webhook_api_keys",
+            "no webhook key: set webhook_api_keys, webhook_api_key_env or webhook_api_key_file"
+                .into(),
+        ));
+    }
+    if webhook_keys.iter().any(|k| k.expose_secret().trim().is_empty()) {
+        return Err(err("webhook_api_keys", "a webhook key is empty".into()));
+    }
+
+    let open_api = build_open_api(raw.open_api, dir, err)?;
+
+    let events = match raw.events.only {
+        None => EventFilter::default(),
+        Some(patterns) => {
+            let compiled = patterns
+                .iter()
+                .map(|p| glob::Pattern::new(p).map_err(|e| err("events.only", format!("{p:?}: {e}"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            EventFilter {
+                only: Some(compiled),
+            }
+        }
+    };
+
+    if raw.sinks.is_empty() {
+        return Err(err("sinks", "at least one [[sinks]] entry is required".into()));
+    }
+    let sinks = raw
+        .sinks
+        .into_iter()
+        .enumerate()
+        .map(|(i, sink)| build_sink(i, sink, dir, err))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    Ok(Tenant {
+        name: raw.name.unwrap_or_else(|| id.to_string()),
+        id,
+        file: file.to_path_buf(),
+        webhook_keys,
+        open_api,
+        events,
+        sinks,
+    })
+}
+
+fn build_open_api(
+    raw: OpenApiFile,
+    dir: &Path,
+    err: &dyn Fn(&str, String) -> TenantError,
+) -> Result<OpenApiSettings, TenantError> {
+    let base_url = raw.base_url.trim_end_matches('/').to_string();
+    check_url("open_api.base_url", &base_url, err)?;
+    let api_key = one_secret(
+        "open_api.api_key",
+        raw.api_key,
+        raw.api_key_env,
+        raw.api_key_file,
+        dir,
+        err,
+    )?;
+    let requests_per_minute = raw.requests_per_minute.unwrap_or(DEFAULT_REQUESTS_PER_MINUTE);
+    if requests_per_minute == 0 || requests_per_minute > VENDOR_REQUESTS_PER_MINUTE {
+        return Err(err(
+            "open_api.requests_per_minute",
+            format!(
+                "{requests_per_minute} is outside 1..={VENDOR_REQUESTS_PER_MINUTE} (the vendor's cap per endpoint)"
+            ),
+        ));
+    }
+    Ok(OpenApiSettings {
+        base_url,
+        api_key,
+        requests_per_minute,
+        timeout: raw.timeout.unwrap_or(Duration::from_secs(10)),
+    })
+}
+
+fn build_sink(
+    index: usize,
+    raw: SinkFile,
+    dir: &Path,
+    err: &dyn Fn(&str, String) -> TenantError,
+) -> Result<SinkSettings, TenantError> {
+    let field = |name: &str| format!("sinks[{index}].{name}");
+    match raw {
+        SinkFile::File { path } => {
+            if path.as_os_str().is_empty() {
+                return Err(err(&field("path"), "is empty".into()));
+            }
+            Ok(SinkSettings::File { path })
+        }
+        SinkFile::Http {
+            url,
+            secret,
+            secret_env,
+            secret_file,
+            timeout,
+        } => {
+            check_url(&field("url"), &url, err)?;
+            let secret = one_secret(&field("secret"), secret, secret_env, secret_file, dir, err)?;
+            Ok(SinkSettings::Http {
+                url,
+                secret,
+                timeout: timeout.unwrap_or(Duration::from_secs(10)),
+            })
+        }
+        SinkFile::Command { argv, timeout } => {
+            if argv.is_empty() || argv[0].is_empty() {
+                return Err(err(&field("argv"), "needs at least the program".into()));
+            }
+            Ok(SinkSettings::Command {
+                argv,
+                timeout: timeout.unwrap_or(Duration::from_secs(30)),
+            })
+        }
+    }
+}
+
+fn check_url(
+    field: &str,
+    url: &str,
+    err: &dyn Fn(&str, String) -> TenantError,
+) -> Result<(), TenantError> {
+    let uri: awc::http::Uri = url
+        .parse()
+        .map_err(|e| err(field, format!("{url:?} is not a URL: {e}")))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") if uri.host().is_some() => Ok(()),
+        _ => Err(err(field, format!("{url:?} must be an http:// or https:// URL"))),
+    }
+}
+
+/// Exactly one of the inline value, `<field>_env` or `<field>_file`.
+fn one_secret(
+    field: &str,
+    inline: Option<String>,
+    env: Option<String>,
+    file: Option<PathBuf>,
+    dir: &Path,
+    err: &dyn Fn(&str, String) -> TenantError,
+) -> Result<SecretString, TenantError> {
+    let secret = match (inline, env, file) {
+        (Some(value), None, None) => SecretString::from(value),
+        (None, Some(var), None) => from_env(&format!("{field}_env"), &var, err)?,
+        (None, None, Some(path)) => from_file(&format!("{field}_file"), &dir.join(path), err)?,
+        (None, None, None) => {
+            return Err(err(
+                field,
+                format!("missing: set {field}, {field}_env or {field}_file"),
+            ))
+        }
+        _ => {
+            return Err(err(
+                field,
+                format!("set only one of {field}, {field}_env, {field}_file"),
+            ))
+        }
+    };
+    if secret.expose_secret().trim().is_empty() {
+        return Err(err(field, "is empty".into()));
+    }
+    Ok(secret)
+}
+
+fn from_env(
+    field: &str,
+    var: &str,
+    err: &dyn Fn(&str, String) -> TenantError,
+) -> Result<SecretString, TenantError> {
+    std::env::var(var)
+        .map(SecretString::from)
+        .map_err(|_| err(field, format!("environment variable {var} is not set")))
+}
+
+fn from_file(
+    field: &str,
+    path: &Path,
+    err: &dyn Fn(&str, String) -> TenantError,
+) -> Result<SecretString, TenantError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err(field, format!("cannot read {}: {e}", path.display())))?;
+    Ok(SecretString::from(text.trim().to_string()))
+}
+
+/// toml's message carries the line, the column and the offending key; drop the source excerpt,
+/// which could contain a secret.
+fn toml_error(path: &Path, e: &toml::de::Error) -> TenantError {
+    let field = e
+        .span()
+        .map(|s| format!("(at byte {})", s.start))
+        .unwrap_or_default();
+    TenantError {
+        file: path.to_path_buf(),
+        field: if field.is_empty() { "(toml)".into() } else { field },
+        reason: e.message().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    const GOOD: &str = r#"
+        name = "Berlin"
+        webhook_api_keys = ["k1", "k2"]
+        [open_api]
+        base_url = "https://berlin.open-api.perfectgym.com/"
+        api_key = "secret-openapi"
+        [events]
+        only = ["CUSTOMER_*"]
+        [[sinks]]
+        type = "file"
+        path = "out/berlin.ndjson"
+    "#;
+
+    #[test]
+    fn loads_a_good_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = load(&write(dir.path(), "berlin-mitte.toml", GOOD)).unwrap();
+        assert_eq!(t.id.as_str(), "berlin-mitte");
+        assert_eq!(t.webhook_keys.len(), 2);
+        assert_eq!(t.open_api.base_url, "https://berlin.open-api.perfectgym.com");
+        assert_eq!(t.open_api.requests_per_minute, 900);
+        assert!(t.events.allows("CUSTOMER_UPDATED"));
+        assert!(!t.events.allows("CONTRACT_CREATED"));
+        assert!(!format!("{t:?}").contains("secret-openapi"));
+    }
+
+    #[test]
+    fn names_file_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = GOOD.replace("api_key = \"secret-openapi\"", "requests_per_minute = 5000\napi_key = \"x\"");
+        let e = load(&write(dir.path(), "s.toml", &bad)).unwrap_err();
+        assert_eq!(e.field, "open_api.requests_per_minute");
+        assert!(e.to_string().starts_with(&dir.path().join("s.toml").display().to_string()));
+
+        let missing = GOOD.replace("api_key = \"secret-openapi\"", "");
+        let e = load(&write(dir.path(), "s.toml", &missing)).unwrap_err();
+        assert_eq!(e.field, "open_api.api_key");
+
+        let unknown = GOOD.replace("type = \"file\"", "type = \"ftp\"");
+        let e = load(&write(dir.path(), "s.toml", &unknown)).unwrap_err();
+        assert!(e.reason.contains("ftp"), "{e}");
+
+        let e = load(&write(dir.path(), "bad name.toml", GOOD)).unwrap_err();
+        assert_eq!(e.field, "(file name)");
+    }
+
+    #[test]
+    fn secret_from_env_missing_names_the_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = GOOD.replace(
+            "api_key = \"secret-openapi\"",
+            "api_key_env = \"GYMRELAY_TEST_SURELY_UNSET\"",
+        );
+        let e = load(&write(dir.path(), "s.toml", &text)).unwrap_err();
+        assert_eq!(e.field, "open_api.api_key_env");
+        assert!(e.reason.contains("GYMRELAY_TEST_SURELY_UNSET"));
+    }
+}
