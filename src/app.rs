@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use actix::{Actor, Arbiter};
 use actix_web::dev::{Server, ServerHandle};
+use actix_web::rt::task::JoinHandle;
 use actix_web::{web, App, HttpServer};
 
 use crate::config::Config;
@@ -34,6 +35,7 @@ pub struct Relay {
     addr: SocketAddr,
     store: Store,
     arbiters: Vec<Arbiter>,
+    pruner: JoinHandle<()>,
 }
 
 impl Relay {
@@ -65,7 +67,11 @@ impl Relay {
         let known: Vec<String> = registry.studios().map(|s| s.tenant.id.to_string()).collect();
         tracing::info!(studios = registry.len(), ids = ?known, "studios loaded");
 
-        spawn_pruner(store.clone(), config.storage.retention, config.storage.prune_interval);
+        let pruner = spawn_pruner(
+            store.clone(),
+            config.storage.retention,
+            config.storage.prune_interval,
+        );
 
         let state = web::Data::new(IngestState {
             registry: Arc::new(registry),
@@ -93,6 +99,7 @@ impl Relay {
             addr,
             store,
             arbiters,
+            pruner,
         })
     }
 
@@ -109,6 +116,7 @@ impl Relay {
     /// storage durable.
     pub async fn run(self) -> std::io::Result<()> {
         let result = self.server.await;
+        self.pruner.abort();
         for arbiter in &self.arbiters {
             arbiter.stop();
         }
@@ -135,7 +143,7 @@ fn report_orphans(store: &Store, registry: &Registry) {
     }
 }
 
-fn spawn_pruner(store: Store, retention: Duration, every: Duration) {
+fn spawn_pruner(store: Store, retention: Duration, every: Duration) -> JoinHandle<()> {
     actix_web::rt::spawn(async move {
         let mut interval = actix_web::rt::time::interval(every);
         loop {
@@ -149,5 +157,5 @@ fn spawn_pruner(store: Store, retention: Duration, every: Duration) {
                 Err(e) => tracing::error!(error = %e, "pruning task failed"),
             }
         }
-    });
+    })
 }

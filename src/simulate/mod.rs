@@ -1,10 +1,26 @@
 //! A stand-in PerfectGym Next: Open API with generated data and a webhook sender.
+//!
+//! Used by `gymrelay simulate`, `gymrelay demo`, the black-box tests and the benches, so that the
+//! relay can be exercised end to end, vendor rate rule and failures included, on loopback only.
 
 pub mod data;
+mod fault;
+mod handler;
 mod names;
+mod open_api;
+mod record;
+mod routes;
+mod state;
 pub mod studio;
+mod vendor_error;
 pub mod vendor_limit;
 
+#[cfg(test)]
+mod tests;
+
 pub use data::DataSet;
+pub use fault::Fault;
+pub use open_api::{OpenApiSim, SimOptions};
+pub use record::RecordedRequest;
 pub use studio::{SimStudio, StudioSpecError};
 pub use vendor_limit::{VendorLimit, Verdict};

@@ -9,7 +9,7 @@ use crate::tenant::SinkSettings;
 
 pub use command::CommandSink;
 pub use file::FileSink;
-pub use http::{sign, HttpSink};
+pub use http::{sign, signing_key, HttpSink};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

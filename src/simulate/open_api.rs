@@ -1,0 +1,142 @@
+//! The simulated Open API server: every studio under its own path prefix on one port.
+
+use std::collections::HashSet;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpServer};
+
+use super::fault::Fault;
+use super::handler;
+use super::record::RecordedRequest;
+use super::state::SimState;
+use super::studio::SimStudio;
+use super::vendor_limit::VendorLimit;
+
+/// How the simulator is run, beyond its studios.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// The vendor's per-endpoint allowance per window; `None` serves without limit.
+    pub vendor_limit: Option<u32>,
+    /// The sliding window and the lockout after a breach. The vendor uses one minute for both;
+    /// tests shorten it to watch a full lockout pass.
+    pub limit_window: Duration,
+    /// actix worker threads. Two are plenty for loopback tests; benches may want more.
+    pub workers: usize,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self {
+            vendor_limit: None,
+            limit_window: Duration::from_secs(60),
+            workers: 2,
+        }
+    }
+}
+
+/// A running simulated PerfectGym Next Open API.
+///
+/// Must be started inside an actix system (`#[actix_rt::test]`, `#[actix_web::main]`). Dropping
+/// it without `stop` leaves the server running until the system ends.
+pub struct OpenApiSim {
+    addr: SocketAddr,
+    state: Arc<SimState>,
+    handle: ServerHandle,
+    server: actix_rt::task::JoinHandle<io::Result<()>>,
+}
+
+impl OpenApiSim {
+    /// Binds `listen` (use 127.0.0.1:0 in tests) and serves every studio's Open API under
+    /// `/{studio_id}`. `vendor_limit`: `Some(n)` applies the vendor's rule per studio and
+    /// endpoint with the vendor's one-minute window; see [`OpenApiSim::start_with`] for others.
+    pub async fn start(
+        listen: SocketAddr,
+        studios: Vec<SimStudio>,
+        vendor_limit: Option<u32>,
+    ) -> io::Result<OpenApiSim> {
+        let options = SimOptions {
+            vendor_limit,
+            ..SimOptions::default()
+        };
+        Self::start_with(listen, studios, options).await
+    }
+
+    /// As [`OpenApiSim::start`], with every knob exposed.
+    pub async fn start_with(
+        listen: SocketAddr,
+        studios: Vec<SimStudio>,
+        options: SimOptions,
+    ) -> io::Result<OpenApiSim> {
+        let mut seen = HashSet::new();
+        if let Some(dup) = studios.iter().find(|s| !seen.insert(s.id.as_str())) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("studio {} is listed twice", dup.id),
+            ));
+        }
+        let limit = options
+            .vendor_limit
+            .map(|n| VendorLimit::new(n, options.limit_window));
+        let state = Arc::new(SimState::new(studios, limit));
+
+        let app_state = web::Data::from(Arc::clone(&state));
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .default_service(web::to(handler::handle))
+        })
+        .workers(options.workers.max(1))
+        // The embedding program owns Ctrl-C; the simulator stops only through `stop`.
+        .disable_signals()
+        .shutdown_timeout(5)
+        .bind(listen)?;
+        let addr = server
+            .addrs()
+            .first()
+            .copied()
+            .ok_or_else(|| io::Error::other("the server bound no address"))?;
+        let server = server.run();
+        let handle = server.handle();
+        let server = actix_rt::spawn(server);
+        Ok(OpenApiSim {
+            addr,
+            state,
+            handle,
+            server,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What a studio's tenant file would hold as `open_api.base_url`.
+    pub fn base_url(&self, studio_id: &str) -> String {
+        format!("http://{}/{}", self.addr, studio_id)
+    }
+
+    /// Every request seen, in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state.log.snapshot()
+    }
+
+    /// Applies to all endpoints of that studio until replaced; `Fault::None` clears it.
+    pub fn set_fault(&self, studio_id: &str, fault: Fault) {
+        self.state.set_fault(studio_id, fault);
+    }
+
+    /// Stops the server: delayed requests are answered at once, hanging ones are dropped unanswered.
+    pub async fn stop(self) {
+        self.state.begin_stop();
+        // A graceful stop waits for in-flight requests, which a hanging request never finishes.
+        let graceful = self.state.hanging_requests() == 0;
+        self.handle.stop(graceful).await;
+        if let Err(e) = self.server.await {
+            tracing::warn!(error = %e, "open api simulator task ended abnormally");
+        }
+    }
+}

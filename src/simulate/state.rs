@@ -1,0 +1,121 @@
+//! Everything the Open API handlers share: built once, handed to every worker as app data.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::data::DataSet;
+use super::fault::Fault;
+use super::record::RequestLog;
+use super::studio::SimStudio;
+use super::vendor_limit::{VendorLimit, Verdict};
+
+/// One studio as the handlers need it.
+pub(crate) struct StudioEntry {
+    pub open_api_key: String,
+    pub data: DataSet,
+}
+
+pub(crate) struct SimState {
+    pub studios: HashMap<String, StudioEntry>,
+    pub log: RequestLog,
+    faults: Mutex<HashMap<String, Fault>>,
+    limit: Option<Mutex<VendorLimit>>,
+    /// Flips to true once `stop` begins, to cut delays short.
+    stopping: watch::Sender<bool>,
+    /// Requests held by `Fault::Hang`; a graceful stop would wait for them forever.
+    hanging: AtomicUsize,
+}
+
+impl SimState {
+    pub(crate) fn new(studios: Vec<SimStudio>, limit: Option<VendorLimit>) -> Self {
+        let studios = studios
+            .into_iter()
+            .map(|s| {
+                let entry = StudioEntry {
+                    data: DataSet::new(s.id.clone(), s.seed),
+                    open_api_key: s.open_api_key,
+                };
+                (s.id, entry)
+            })
+            .collect();
+        Self {
+            studios,
+            log: RequestLog::default(),
+            faults: Mutex::new(HashMap::new()),
+            limit: limit.map(Mutex::new),
+            stopping: watch::Sender::new(false),
+            hanging: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn fault(&self, studio: &str) -> Fault {
+        self.faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(studio)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn set_fault(&self, studio: &str, fault: Fault) {
+        let mut faults = self.faults.lock().unwrap_or_else(PoisonError::into_inner);
+        match fault {
+            Fault::None => faults.remove(studio),
+            fault => faults.insert(studio.to_owned(), fault),
+        };
+    }
+
+    /// The vendor's verdict, or `Allow` when the simulator runs without a limit.
+    pub(crate) fn check_limit(&self, studio: &str, endpoint: &str, now: Instant) -> Verdict {
+        match &self.limit {
+            Some(limit) => limit
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .check(studio, endpoint, now),
+            None => Verdict::Allow,
+        }
+    }
+
+    /// Sleeps for `delay`, or less if the server starts stopping meanwhile.
+    pub(crate) async fn delay(&self, delay: Duration) {
+        let mut stopping = self.stopping.subscribe();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stopping.wait_for(|s| *s) => {}
+        }
+    }
+
+    /// Holds the request until its future is dropped, which happens when the server stops.
+    pub(crate) async fn hang(&self) {
+        let _held = HangGuard::enter(&self.hanging);
+        std::future::pending::<()>().await;
+    }
+
+    pub(crate) fn begin_stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    pub(crate) fn hanging_requests(&self) -> usize {
+        self.hanging.load(Ordering::SeqCst)
+    }
+}
+
+/// Counts a hanging request for as long as it is held.
+struct HangGuard<'a>(&'a AtomicUsize);
+
+impl<'a> HangGuard<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter)
+    }
+}
+
+impl Drop for HangGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,191 @@
+//! The real binary, killed with SIGKILL under load and restarted on the same data dir:
+//! every acknowledged uuid must reach the file sink.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::Duration;
+
+use gymrelay::simulate::Fault;
+
+use crate::helpers::*;
+
+/// `gymrelay serve` as a child process; its address is read from its log.
+struct ChildRelay {
+    child: Child,
+    url: String,
+}
+
+impl ChildRelay {
+    fn start(dir: &Path) -> ChildRelay {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gymrelay"))
+            .args(["serve", "--config"])
+            .arg(dir.join("gymrelay.toml"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the gymrelay binary starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("addr=").nth(1) {
+                    let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(DEADLINE)
+            .expect("the relay logs its listening address");
+        ChildRelay {
+            child,
+            url: format!("http://{addr}/webhook"),
+        }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+}
+
+fn write_config(dir: &Path) {
+    let config = format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = {:?}\n[tenants]\ndir = {:?}\n",
+        dir.join("data").display().to_string(),
+        dir.join("tenants").display().to_string(),
+    );
+    std::fs::write(dir.join("gymrelay.toml"), config).unwrap();
+}
+
+/// Senders posting unique uuids as fast as the relay answers, until told to stop.
+fn load(url: &str, studios: &[&'static str], stop: &Arc<AtomicBool>) -> Vec<thread::JoinHandle<Vec<(String, String)>>> {
+    (0..4)
+        .map(|t| {
+            let (url, stop) = (url.to_string(), stop.clone());
+            let studio = studios[t % studios.len()];
+            thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
+                let mut acked = Vec::new();
+                for i in 0.. {
+                    if stop.load(Ordering::Relaxed) || i >= 3000 {
+                        break;
+                    }
+                    let uuid = format!("crash-{t}-{}", uuid::Uuid::new_v4());
+                    // Mostly types without a fetch, so the Open API budget does not slow the drain.
+                    let event_type = if i % 10 == 0 { "CUSTOMER_UPDATED" } else { "CUSTOMER_DELETED" };
+                    let body = notification(&uuid, event_type, i + 1, None).to_string();
+                    let answer = agent
+                        .post(&url)
+                        .set("x-api-key", &webhook_key(studio))
+                        .send_string(&body);
+                    match answer {
+                        Ok(res) if res.status() == 200 => acked.push((studio.to_string(), uuid)),
+                        Ok(_) => {}
+                        Err(_) => thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+                acked
+            })
+        })
+        .collect()
+}
+
+#[actix_rt::test]
+async fn sigkill_under_load_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let studios = [Studio::new("berlin"), Studio::new("hamburg")];
+    let sim = start_sim(&studios).await;
+    write_tenants(dir.path(), &studios, &sim);
+    write_config(dir.path());
+    let names = ["berlin", "hamburg"];
+
+    let mut acked: Vec<(String, String)> = Vec::new();
+    let kills = 3;
+    for _ in 0..kills {
+        let relay = ChildRelay::start(dir.path());
+        let stop = Arc::new(AtomicBool::new(false));
+        let senders = load(&relay.url, &names, &stop);
+        // Kill mid-load: after some acknowledgements, while requests are in flight.
+        let before = acked.len();
+        let seen = eventually("acknowledgements before the kill", || {
+            let delivered: usize = names.iter().map(|s| read_ndjson(&dir.path().join("out").join(format!("{s}.ndjson"))).len()).sum();
+            async move { (delivered > before / 2 + 200).then_some(()) }
+        });
+        seen.await;
+        relay.kill();
+        stop.store(true, Ordering::Relaxed);
+        for s in senders {
+            let got = actix_web::rt::task::spawn_blocking(move || s.join().unwrap()).await.unwrap();
+            acked.extend(got);
+        }
+    }
+
+    let relay = ChildRelay::start(dir.path());
+    let mut lines: HashMap<String, usize> = HashMap::new();
+    let expected: HashSet<&str> = acked.iter().map(|(_, u)| u.as_str()).collect();
+    eventually("every acknowledged uuid in the file sinks", || {
+        lines.clear();
+        for s in names {
+            for e in read_ndjson(&dir.path().join("out").join(format!("{s}.ndjson"))) {
+                *lines.entry(e["id"].as_str().unwrap_or_default().to_string()).or_default() += 1;
+            }
+        }
+        let missing = expected.iter().filter(|u| !lines.contains_key(**u)).count();
+        async move { (missing == 0).then_some(()) }
+    })
+    .await;
+    relay.kill();
+    let duplicates: usize = lines.values().map(|n| n - 1).sum();
+    eprintln!(
+        "sigkill: {} acknowledged, {kills} kills, 0 lost, {duplicates} duplicate deliveries",
+        acked.len()
+    );
+    assert!(acked.len() > 600, "the load reached the relay");
+    sim.stop().await;
+}
+
+#[actix_rt::test]
+async fn restart_resumes_pending_events_including_a_fetch_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let studios = [Studio::new("berlin")];
+    let sim = start_sim(&studios).await;
+    write_tenants(dir.path(), &studios, &sim);
+    write_config(dir.path());
+    sim.set_fault("berlin", Fault::Hang);
+
+    let relay = ChildRelay::start(dir.path());
+    let client = awc::Client::default();
+    let uuids: Vec<String> = (0..5).map(|_| unique("pending")).collect();
+    for (i, uuid) in uuids.iter().enumerate() {
+        let body = notification(uuid, "CUSTOMER_UPDATED", i as i64 + 1, None).to_string();
+        let (status, _) = post_with(&client, &relay.url, Some(&webhook_key("berlin")), body.into_bytes()).await;
+        assert_eq!(status, 200);
+    }
+    eventually("the first fetch to be in flight", || {
+        let n = sim.requests().len();
+        async move { (n > 0).then_some(()) }
+    })
+    .await;
+    relay.kill();
+
+    sim.set_fault("berlin", Fault::None);
+    let relay = ChildRelay::start(dir.path());
+    let out = dir.path().join("out").join("berlin.ndjson");
+    let events = eventually("the pending events after the restart", || {
+        let events = read_ndjson(&out);
+        async move { (events.len() >= 5).then_some(events) }
+    })
+    .await;
+    let ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, uuids.iter().map(String::as_str).collect::<Vec<_>>(), "in arrival order");
+    assert!(events.iter().all(|e| e["enrichment"]["status"] == "fetched"));
+    relay.kill();
+    sim.stop().await;
+}

@@ -1,0 +1,204 @@
+//! Starting a relay the way a partner would, and talking to it the way PerfectGym Next does.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use actix_web::dev::ServerHandle;
+use gymrelay::simulate::{OpenApiSim, SimStudio};
+use gymrelay::{Config, Relay};
+use serde_json::{json, Value};
+
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A studio for a test: its id, webhook key and Open API key are derived from the id.
+pub struct Studio {
+    pub id: &'static str,
+    /// Extra TOML appended to the tenant file (more sinks, filters, ...).
+    pub extra: String,
+}
+
+impl Studio {
+    pub fn new(id: &'static str) -> Studio {
+        Studio {
+            id,
+            extra: String::new(),
+        }
+    }
+
+    pub fn with(mut self, toml: &str) -> Studio {
+        self.extra.push_str(toml);
+        self
+    }
+}
+
+pub fn webhook_key(studio: &str) -> String {
+    format!("wh-{studio}")
+}
+
+pub fn open_api_key(studio: &str) -> String {
+    format!("oa-{studio}")
+}
+
+/// Writes `tenants/<id>.toml` for each studio with a file sink at `out/<id>.ndjson`.
+pub fn write_tenants(dir: &Path, studios: &[Studio], sim: &OpenApiSim) {
+    let tenants = dir.join("tenants");
+    std::fs::create_dir_all(&tenants).unwrap();
+    for s in studios {
+        let out = dir.join("out").join(format!("{}.ndjson", s.id));
+        let text = format!(
+            "webhook_api_keys = [{:?}]\n{}\n[open_api]\nbase_url = {:?}\napi_key = {:?}\n\n[[sinks]]\ntype = \"file\"\npath = {:?}\n",
+            webhook_key(s.id),
+            s.extra_top(),
+            sim.base_url(s.id),
+            open_api_key(s.id),
+            out.display().to_string(),
+        );
+        let text = format!("{text}{}", s.extra_tables());
+        std::fs::write(tenants.join(format!("{}.toml", s.id)), text).unwrap();
+    }
+}
+
+impl Studio {
+    /// Lines of `extra` before its first table go at the top of the file.
+    fn extra_top(&self) -> String {
+        self.extra
+            .lines()
+            .take_while(|l| !l.trim_start().starts_with('['))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn extra_tables(&self) -> String {
+        self.extra
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with('['))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+pub async fn start_sim(studios: &[Studio]) -> OpenApiSim {
+    let sims = studios
+        .iter()
+        .map(|s| SimStudio::new(s.id, open_api_key(s.id)))
+        .collect();
+    OpenApiSim::start("127.0.0.1:0".parse().unwrap(), sims, None)
+        .await
+        .unwrap()
+}
+
+pub fn config_for(dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    config.http.workers = 2;
+    config.storage.path = dir.join("data");
+    config.tenants.dir = dir.join("tenants");
+    config
+}
+
+/// A relay running in this process.
+pub struct TestApp {
+    pub dir: tempfile::TempDir,
+    pub sim: OpenApiSim,
+    pub url: String,
+    handle: ServerHandle,
+    client: awc::Client,
+}
+
+pub async fn spawn_app(studios: Vec<Studio>) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(&studios).await;
+    write_tenants(dir.path(), &studios, &sim);
+    let relay = Relay::start(&config_for(dir.path())).await.unwrap();
+    let url = format!("http://{}", relay.addr());
+    let handle = relay.handle();
+    actix_web::rt::spawn(relay.run());
+    TestApp {
+        dir,
+        sim,
+        url,
+        handle,
+        client: awc::Client::default(),
+    }
+}
+
+impl TestApp {
+    pub async fn post(&self, key: Option<&str>, body: impl Into<Vec<u8>>) -> (u16, Value) {
+        post_with(&self.client, &format!("{}/webhook", self.url), key, body.into()).await
+    }
+
+    /// Sends a notification as the vendor would.
+    pub async fn notify(&self, studio: &str, uuid: &str, event_type: &str, entity: i64) -> (u16, Value) {
+        self.post(Some(&webhook_key(studio)), notification(uuid, event_type, entity, None).to_string())
+            .await
+    }
+
+    pub fn output(&self, studio: &str) -> PathBuf {
+        self.dir.path().join("out").join(format!("{studio}.ndjson"))
+    }
+
+    /// Waits until the studio's file sink holds at least `n` events and returns them all.
+    pub async fn delivered(&self, studio: &str, n: usize) -> Vec<Value> {
+        let path = self.output(studio);
+        eventually(&format!("{n} events in {}", path.display()), || {
+            let events = read_ndjson(&path);
+            async move { (events.len() >= n).then_some(events) }
+        })
+        .await
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        self.sim.stop().await;
+    }
+}
+
+pub async fn post_with(client: &awc::Client, url: &str, key: Option<&str>, body: Vec<u8>) -> (u16, Value) {
+    let mut req = client
+        .post(url)
+        .insert_header(("content-type", "application/json; charset=utf-8"));
+    if let Some(key) = key {
+        req = req.insert_header(("x-api-key", key));
+    }
+    let mut res = req.send_body(body).await.expect("relay answers");
+    let status = res.status().as_u16();
+    let body = res.body().await.unwrap_or_default();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+pub fn notification(uuid: &str, event_type: &str, entity: i64, content: Option<Value>) -> Value {
+    let mut element = json!({"timestamp": 1642779144176i64, "type": event_type});
+    if let Some(content) = content {
+        element["content"] = content;
+    }
+    json!({"entityId": entity, "uuid": uuid, "payload": [element]})
+}
+
+pub fn read_ndjson(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Polls `check` until it yields a value or the deadline passes.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4())
+}

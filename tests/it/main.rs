@@ -1,0 +1,9 @@
+//! Black-box tests: the real relay on 127.0.0.1 with a temp data dir and the simulated Open API.
+
+mod crash;
+mod demo;
+mod enrichment;
+mod helpers;
+mod ingest;
+mod isolation;
+mod sinks;

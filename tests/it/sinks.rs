@@ -1,0 +1,108 @@
+//! The http sink (signed, retried) and the command sink, through the real relay.
+
+use std::sync::{Arc, Mutex};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use gymrelay::sink::{sign, signing_key};
+
+use crate::helpers::*;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A partner's endpoint: verifies signatures, records what it accepted, fails on demand.
+#[derive(Default)]
+struct Receiver {
+    fail_next: Mutex<usize>,
+    accepted: Mutex<Vec<serde_json::Value>>,
+    bad_signatures: Mutex<usize>,
+}
+
+async fn receive(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<Receiver>>) -> HttpResponse {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (id, timestamp) = (header("webhook-id"), header("webhook-timestamp"));
+    let expected = sign(&signing_key(SECRET), &id, timestamp.parse().unwrap_or(0), &body);
+    if header("webhook-signature") != expected {
+        *state.bad_signatures.lock().unwrap() += 1;
+        return HttpResponse::Unauthorized().finish();
+    }
+    let mut fail = state.fail_next.lock().unwrap();
+    if *fail > 0 {
+        *fail -= 1;
+        return HttpResponse::InternalServerError().finish();
+    }
+    let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(event["id"].as_str(), Some(id.as_str()));
+    state.accepted.lock().unwrap().push(event);
+    HttpResponse::NoContent().finish()
+}
+
+#[actix_rt::test]
+async fn http_sink_signs_and_retries_until_the_receiver_accepts() {
+    let receiver = Arc::new(Receiver::default());
+    *receiver.fail_next.lock().unwrap() = 2;
+    let data = web::Data::new(receiver.clone());
+    let server = HttpServer::new(move || App::new().app_data(data.clone()).route("/hook", web::post().to(receive)))
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let server_handle = server.handle();
+    actix_web::rt::spawn(server);
+
+    let studio = Studio::new("berlin").with(&format!(
+        "[[sinks]]\ntype = \"http\"\nurl = \"http://{addr}/hook\"\nsecret = \"{SECRET}\"\n"
+    ));
+    let app = spawn_app(vec![studio]).await;
+    let uuid = unique("signed");
+    app.notify("berlin", &uuid, "CUSTOMER_UPDATED", 8).await;
+
+    let accepted = eventually("the receiver to accept after two failures", || {
+        let accepted = receiver.accepted.lock().unwrap().clone();
+        async move { (!accepted.is_empty()).then_some(accepted) }
+    })
+    .await;
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(accepted[0]["id"], uuid);
+    assert_eq!(accepted[0]["enrichment"]["status"], "fetched");
+    assert_eq!(*receiver.fail_next.lock().unwrap(), 0, "both failures were retried");
+    assert_eq!(*receiver.bad_signatures.lock().unwrap(), 0);
+    // The file sink got it too, once.
+    let file = app.delivered("berlin", 1).await;
+    assert_eq!(file.len(), 1);
+    app.stop().await;
+    server_handle.stop(true).await;
+}
+
+#[actix_rt::test]
+async fn command_sink_gets_the_event_on_stdin_and_is_retried_on_failure() {
+    let scratch = tempfile::tempdir().unwrap();
+    let out = scratch.path().join("cmd.ndjson");
+    let marker = scratch.path().join("failed-once");
+    // Fails the first time (exit 3), then appends stdin as one line.
+    let script = r#"if [ ! -e "$1" ]; then touch "$1"; exit 3; fi; cat >> "$0"; echo >> "$0""#;
+    let studio = Studio::new("berlin").with(&format!(
+        "[[sinks]]\ntype = \"command\"\nargv = [\"sh\", \"-c\", {script:?}, {:?}, {:?}]\n",
+        out.display().to_string(),
+        marker.display().to_string()
+    ));
+    let app = spawn_app(vec![studio]).await;
+    let uuid = unique("cmd");
+    app.notify("berlin", &uuid, "CLASS_BOOKING_CREATED", 3).await;
+    let events = eventually("the command to record the event", || {
+        let events = read_ndjson(&out);
+        async move { (!events.is_empty()).then_some(events) }
+    })
+    .await;
+    assert!(marker.exists(), "the first run failed");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["id"], uuid);
+    assert_eq!(events[0]["enrichment"]["request"], "GET /v1/classes/booking/3");
+    app.stop().await;
+}
