@@ -64,7 +64,10 @@ impl Relay {
             tracing::warn!(dir = %config.tenants.dir.display(), "no studio loaded: every webhook will get 401");
         }
         report_orphans(&store, &registry);
-        let known: Vec<String> = registry.studios().map(|s| s.tenant.id.to_string()).collect();
+        let known: Vec<String> = registry
+            .studios()
+            .map(|s| s.tenant.id.to_string())
+            .collect();
         tracing::info!(studios = registry.len(), ids = ?known, "studios loaded");
 
         let pruner = spawn_pruner(

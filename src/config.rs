@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 /// Everything `serve` needs besides the tenant files.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -132,17 +132,6 @@ impl Config {
         figment
             .extract()
             .map_err(|e| ConfigError::Invalid(describe(e, file)))
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            http: HttpConfig::default(),
-            admin: AdminConfig::default(),
-            storage: StorageConfig::default(),
-            tenants: TenantsConfig::default(),
-        }
     }
 }
 

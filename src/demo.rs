@@ -16,7 +16,11 @@ use crate::Relay;
 /// The two demo studios: id, webhook key, Open API key.
 const STUDIOS: [(&str, &str, &str); 2] = [
     ("berlin-mitte", "demo-webhook-berlin", "demo-openapi-berlin"),
-    ("hamburg-altona", "demo-webhook-hamburg", "demo-openapi-hamburg"),
+    (
+        "hamburg-altona",
+        "demo-webhook-hamburg",
+        "demo-openapi-hamburg",
+    ),
 ];
 
 #[derive(Debug, clap::Args)]
@@ -188,7 +192,11 @@ fn describe(line: &str) -> String {
     let s = |v: &Value| v.as_str().unwrap_or("").to_string();
     let status = s(&event["enrichment"]["status"]);
     let detail = match status.as_str() {
-        "fetched" => format!("{} -> {}", s(&event["enrichment"]["request"]), glimpse(&event["entity"])),
+        "fetched" => format!(
+            "{} -> {}",
+            s(&event["enrichment"]["request"]),
+            glimpse(&event["entity"])
+        ),
         "not_found" => format!("{} -> 404", s(&event["enrichment"]["request"])),
         _ => s(&event["enrichment"]["reason"]),
     };
@@ -208,7 +216,12 @@ fn glimpse(entity: &Value) -> String {
         Value::Object(map) => {
             let field = |k: &str| map.get(k).and_then(Value::as_str).unwrap_or("");
             if map.contains_key("firstName") {
-                format!("{} {} ({})", field("firstName"), field("lastName"), field("status"))
+                format!(
+                    "{} {} ({})",
+                    field("firstName"),
+                    field("lastName"),
+                    field("status")
+                )
             } else if let Some(status) = map.get("bookingStatus").and_then(Value::as_str) {
                 format!("booking {status}")
             } else {

@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     let result = actix_web::rt::System::new().block_on(async move {
         match cli.command {
             Command::Serve { config } => serve(config).await,
-            Command::Demo(args) => gymrelay::demo::run(args).await,
+            Command::Demo(args) => gymrelay::demo::run(args).await.map_err(Into::into),
             Command::Simulate(args) => gymrelay::simulate::run(args).await,
         }
     });

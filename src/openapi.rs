@@ -18,8 +18,13 @@ const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// `endpoint` is the path template, the unit the vendor's rate limit counts.
-    Fetch { endpoint: &'static str, path: String },
-    Skip { reason: &'static str },
+    Fetch {
+        endpoint: &'static str,
+        path: String,
+    },
+    Skip {
+        reason: &'static str,
+    },
 }
 
 /// Maps an event to its request per the vendor's table (perfectgym.md).
@@ -255,12 +260,24 @@ mod tests {
                 "CUSTOMER_COMMUNICATION_PREFERENCES_UPDATED",
                 Some("/v1/communications/7/communication-preferences"),
             ),
-            ("CONTRACT_IDLE_PERIOD_CREATED", Some("/v1/customers/7/contracts")),
+            (
+                "CONTRACT_IDLE_PERIOD_CREATED",
+                Some("/v1/customers/7/contracts"),
+            ),
             ("CLASS_BOOKING_CANCELLED", Some("/v1/classes/booking/7")),
-            ("APPOINTMENT_BOOKING_CREATED", Some("/v1/appointments/booking/7")),
+            (
+                "APPOINTMENT_BOOKING_CREATED",
+                Some("/v1/appointments/booking/7"),
+            ),
             ("EMPLOYEE_UPDATED", Some("/v1/employees/7")),
-            ("STUDIO_OPENING_HOURS_UPDATED", Some("/v1/studios/information")),
-            ("TAX_ADVISOR_EXPORT_CREATED", Some("/v1/taxadvisor/exports/7")),
+            (
+                "STUDIO_OPENING_HOURS_UPDATED",
+                Some("/v1/studios/information"),
+            ),
+            (
+                "TAX_ADVISOR_EXPORT_CREATED",
+                Some("/v1/taxadvisor/exports/7"),
+            ),
             ("CUSTOMER_DELETED", None),
             ("CUSTOMER_ACCESS_DISABLED", None),
             ("EMPLOYEE_DELETED", None),

@@ -170,7 +170,10 @@ mod tests {
                 })
                 .collect();
             let made = drain(limit, &arrivals);
-            assert!(max_in_any_window(&made, WINDOW) <= limit as usize, "limit {limit}");
+            assert!(
+                max_in_any_window(&made, WINDOW) <= limit as usize,
+                "limit {limit}"
+            );
         }
     }
 
@@ -202,7 +205,10 @@ mod tests {
         let mut limiter = WindowLimiter::new(10, WINDOW);
         limiter.hold(t0 + WINDOW);
         assert_eq!(limiter.try_acquire(t0), Err(t0 + WINDOW));
-        assert_eq!(limiter.try_acquire(t0 + Duration::from_secs(59)), Err(t0 + WINDOW));
+        assert_eq!(
+            limiter.try_acquire(t0 + Duration::from_secs(59)),
+            Err(t0 + WINDOW)
+        );
         assert!(limiter.try_acquire(t0 + WINDOW).is_ok());
     }
 

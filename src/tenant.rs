@@ -214,7 +214,10 @@ fn build(
                 .into(),
         ));
     }
-    if webhook_keys.iter().any(|k| k.expose_secret().trim().is_empty()) {
+    if webhook_keys
+        .iter()
+        .any(|k| k.expose_secret().trim().is_empty())
+    {
         return Err(err("webhook_api_keys", "a webhook key is empty".into()));
     }
 
@@ -225,7 +228,9 @@ fn build(
         Some(patterns) => {
             let compiled = patterns
                 .iter()
-                .map(|p| glob::Pattern::new(p).map_err(|e| err("events.only", format!("{p:?}: {e}"))))
+                .map(|p| {
+                    glob::Pattern::new(p).map_err(|e| err("events.only", format!("{p:?}: {e}")))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             EventFilter {
                 only: Some(compiled),
@@ -234,7 +239,10 @@ fn build(
     };
 
     if raw.sinks.is_empty() {
-        return Err(err("sinks", "at least one [[sinks]] entry is required".into()));
+        return Err(err(
+            "sinks",
+            "at least one [[sinks]] entry is required".into(),
+        ));
     }
     let sinks = raw
         .sinks
@@ -269,7 +277,9 @@ fn build_open_api(
         dir,
         err,
     )?;
-    let requests_per_minute = raw.requests_per_minute.unwrap_or(DEFAULT_REQUESTS_PER_MINUTE);
+    let requests_per_minute = raw
+        .requests_per_minute
+        .unwrap_or(DEFAULT_REQUESTS_PER_MINUTE);
     if requests_per_minute == 0 || requests_per_minute > VENDOR_REQUESTS_PER_MINUTE {
         return Err(err(
             "open_api.requests_per_minute",
@@ -337,7 +347,10 @@ fn check_url(
         .map_err(|e| err(field, format!("{url:?} is not a URL: {e}")))?;
     match uri.scheme_str() {
         Some("http") | Some("https") if uri.host().is_some() => Ok(()),
-        _ => Err(err(field, format!("{url:?} must be an http:// or https:// URL"))),
+        _ => Err(err(
+            field,
+            format!("{url:?} must be an http:// or https:// URL"),
+        )),
     }
 }
 
@@ -402,7 +415,11 @@ fn toml_error(path: &Path, e: &toml::de::Error) -> TenantError {
         .unwrap_or_default();
     TenantError {
         file: path.to_path_buf(),
-        field: if field.is_empty() { "(toml)".into() } else { field },
+        field: if field.is_empty() {
+            "(toml)".into()
+        } else {
+            field
+        },
         reason: e.message().to_string(),
     }
 }
@@ -436,7 +453,10 @@ mod tests {
         let t = load(&write(dir.path(), "berlin-mitte.toml", GOOD)).unwrap();
         assert_eq!(t.id.as_str(), "berlin-mitte");
         assert_eq!(t.webhook_keys.len(), 2);
-        assert_eq!(t.open_api.base_url, "https://berlin.open-api.perfectgym.com");
+        assert_eq!(
+            t.open_api.base_url,
+            "https://berlin.open-api.perfectgym.com"
+        );
         assert_eq!(t.open_api.requests_per_minute, 900);
         assert!(t.events.allows("CUSTOMER_UPDATED"));
         assert!(!t.events.allows("CONTRACT_CREATED"));
@@ -446,10 +466,15 @@ mod tests {
     #[test]
     fn names_file_and_field() {
         let dir = tempfile::tempdir().unwrap();
-        let bad = GOOD.replace("api_key = \"secret-openapi\"", "requests_per_minute = 5000\napi_key = \"x\"");
+        let bad = GOOD.replace(
+            "api_key = \"secret-openapi\"",
+            "requests_per_minute = 5000\napi_key = \"x\"",
+        );
         let e = load(&write(dir.path(), "s.toml", &bad)).unwrap_err();
         assert_eq!(e.field, "open_api.requests_per_minute");
-        assert!(e.to_string().starts_with(&dir.path().join("s.toml").display().to_string()));
+        assert!(e
+            .to_string()
+            .starts_with(&dir.path().join("s.toml").display().to_string()));
 
         let missing = GOOD.replace("api_key = \"secret-openapi\"", "");
         let e = load(&write(dir.path(), "s.toml", &missing)).unwrap_err();

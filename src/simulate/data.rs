@@ -111,7 +111,11 @@ impl DataSet {
         let (city, zip_lo, zip_hi) = *CITIES.choose(&mut rng).unwrap_or(&CITIES[0]);
         let zip = rng.gen_range(zip_lo..=zip_hi);
         let house = match rng.gen_range(0..10) {
-            0 => format!("{}{}", rng.gen_range(1..=180), ['a', 'b', 'c'][rng.gen_range(0..3)]),
+            0 => format!(
+                "{}{}",
+                rng.gen_range(1..=180),
+                ['a', 'b', 'c'][rng.gen_range(0..3)]
+            ),
             _ => rng.gen_range(1..=180).to_string(),
         };
         let status = self.customer_status(id);
@@ -356,7 +360,10 @@ impl DataSet {
         let mut rng = self.rng(Kind::TaxExport, id);
         // Export 50 covers the month before the reference day, export 1 lies 50 months earlier.
         let months_back = TAX_EXPORT_IDS.end() - id + 1;
-        let total = i64::from(REFERENCE_DAY.year()) * 12 + i64::from(u8::from(REFERENCE_DAY.month())) - 1 - months_back;
+        let total = i64::from(REFERENCE_DAY.year()) * 12
+            + i64::from(u8::from(REFERENCE_DAY.month()))
+            - 1
+            - months_back;
         let (year, month0) = (total.div_euclid(12), total.rem_euclid(12));
         let from = format!("{year:04}-{:02}-01", month0 + 1);
         let to_day = days_in_month(year, month0 + 1);
@@ -448,7 +455,9 @@ mod tests {
     }
 
     fn str_field<'a>(v: &'a Value, name: &str) -> &'a str {
-        v[name].as_str().unwrap_or_else(|| panic!("{name} is a string in {v}"))
+        v[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} is a string in {v}"))
     }
 
     fn is_date(s: &str) -> bool {
@@ -456,7 +465,9 @@ mod tests {
         b.len() == 10
             && b[4] == b'-'
             && b[7] == b'-'
-            && s.chars().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+            && s.chars()
+                .enumerate()
+                .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
     }
 
     #[test]
@@ -475,7 +486,9 @@ mod tests {
     fn different_seeds_give_different_people() {
         let a = berlin();
         let b = DataSet::new("berlin-mitte", 43);
-        let differing = (1..=50).filter(|&id| a.customer(id) != b.customer(id)).count();
+        let differing = (1..=50)
+            .filter(|&id| a.customer(id) != b.customer(id))
+            .count();
         assert_eq!(differing, 50);
     }
 
@@ -527,7 +540,10 @@ mod tests {
             let list = list.as_array().expect("a list");
             assert!((1..=3).contains(&list.len()));
             assert_eq!(list[0]["id"], first_contract_id(id));
-            let active = list.iter().filter(|c| c["contractStatus"] == "ACTIVE").count();
+            let active = list
+                .iter()
+                .filter(|c| c["contractStatus"] == "ACTIVE")
+                .count();
             let former = d.customer(id).expect("customer")["status"] == "FORMER_MEMBER";
             assert_eq!(active, usize::from(!former));
             for c in list {
@@ -553,7 +569,9 @@ mod tests {
             assert_eq!(class, class_of_slot(slot));
             let s = d.class_slot(class, slot).expect("the slot exists");
             assert_eq!(s["id"], slot);
-            assert!(b["customerId"].as_i64().is_some_and(|c| CUSTOMER_IDS.contains(&c)));
+            assert!(b["customerId"]
+                .as_i64()
+                .is_some_and(|c| CUSTOMER_IDS.contains(&c)));
         }
     }
 

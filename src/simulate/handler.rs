@@ -18,6 +18,7 @@ use super::vendor_limit::Verdict;
 
 pub(crate) async fn handle(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
     let arrived = Instant::now();
+    let _in_flight = state.enter();
     let (studio_id, path) = split_studio(req.path());
     let matched = match_path(path);
     let studio = state.studios.get(studio_id);
@@ -35,9 +36,7 @@ pub(crate) async fn handle(req: HttpRequest, state: web::Data<SimState>) -> Http
 
     let response = match studio {
         None => vendor_error(404, "unknown studio"),
-        Some(studio) => {
-            respond(&req, &state, studio_id, studio, matched, key_ok, arrived).await
-        }
+        Some(studio) => respond(&req, &state, studio_id, studio, matched, key_ok, arrived).await,
     };
     state.log.complete(ticket, response.status().as_u16());
     response

@@ -3,27 +3,94 @@
 //! German data with umlauts on purpose: the relay must carry UTF-8 end to end.
 
 pub(crate) const FIRST_NAMES_FEMALE: &[&str] = &[
-    "Anna", "Lena", "Marie", "Sophie", "Jana", "Katrin", "Sabine", "Julia", "Leonie", "Mia",
-    "Hannah", "Emilia", "Clara", "Jördis", "Özlem", "Franziska", "Birgit", "Aylin",
+    "Anna",
+    "Lena",
+    "Marie",
+    "Sophie",
+    "Jana",
+    "Katrin",
+    "Sabine",
+    "Julia",
+    "Leonie",
+    "Mia",
+    "Hannah",
+    "Emilia",
+    "Clara",
+    "Jördis",
+    "Özlem",
+    "Franziska",
+    "Birgit",
+    "Aylin",
 ];
 
 pub(crate) const FIRST_NAMES_MALE: &[&str] = &[
-    "Lukas", "Jonas", "Felix", "Paul", "Maximilian", "Thomas", "Michael", "Stefan", "Jürgen",
-    "Tim", "Ben", "Elias", "Noah", "Mehmet", "Henrik", "Björn", "Moritz", "Kai",
+    "Lukas",
+    "Jonas",
+    "Felix",
+    "Paul",
+    "Maximilian",
+    "Thomas",
+    "Michael",
+    "Stefan",
+    "Jürgen",
+    "Tim",
+    "Ben",
+    "Elias",
+    "Noah",
+    "Mehmet",
+    "Henrik",
+    "Björn",
+    "Moritz",
+    "Kai",
 ];
 
 pub(crate) const FIRST_NAMES_UNISEX: &[&str] = &["Alex", "Kim", "Robin", "Sascha", "Charlie"];
 
 pub(crate) const LAST_NAMES: &[&str] = &[
-    "Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner", "Becker", "Schulz",
-    "Hoffmann", "Schäfer", "Koch", "Bauer", "Richter", "Klein", "Wolf", "Schröder", "Neumann",
-    "Schwarz", "Zimmermann", "Braun", "Krüger", "Hofmann", "Hartmann", "Yılmaz", "Nowak",
+    "Müller",
+    "Schmidt",
+    "Schneider",
+    "Fischer",
+    "Weber",
+    "Meyer",
+    "Wagner",
+    "Becker",
+    "Schulz",
+    "Hoffmann",
+    "Schäfer",
+    "Koch",
+    "Bauer",
+    "Richter",
+    "Klein",
+    "Wolf",
+    "Schröder",
+    "Neumann",
+    "Schwarz",
+    "Zimmermann",
+    "Braun",
+    "Krüger",
+    "Hofmann",
+    "Hartmann",
+    "Yılmaz",
+    "Nowak",
 ];
 
 pub(crate) const STREETS: &[&str] = &[
-    "Hauptstraße", "Schulstraße", "Gartenstraße", "Bahnhofstraße", "Dorfstraße", "Bergstraße",
-    "Lindenstraße", "Kirchstraße", "Waldstraße", "Ringstraße", "Am Markt", "Friedrichstraße",
-    "Torstraße", "Große Bergstraße", "Ottenser Hauptstraße",
+    "Hauptstraße",
+    "Schulstraße",
+    "Gartenstraße",
+    "Bahnhofstraße",
+    "Dorfstraße",
+    "Bergstraße",
+    "Lindenstraße",
+    "Kirchstraße",
+    "Waldstraße",
+    "Ringstraße",
+    "Am Markt",
+    "Friedrichstraße",
+    "Torstraße",
+    "Große Bergstraße",
+    "Ottenser Hauptstraße",
 ];
 
 /// City and the lowest and highest postcode handed out for it.
@@ -46,7 +113,14 @@ pub(crate) const RATE_NAMES: &[&str] = &[
 ];
 
 pub(crate) const CLASS_NAMES: &[&str] = &[
-    "Yoga", "Spinning", "Pilates", "HIIT", "Zumba", "Body Pump", "Rückenfit", "Functional Training",
+    "Yoga",
+    "Spinning",
+    "Pilates",
+    "HIIT",
+    "Zumba",
+    "Body Pump",
+    "Rückenfit",
+    "Functional Training",
 ];
 
 pub(crate) const APPOINTMENT_TITLES: &[&str] = &[

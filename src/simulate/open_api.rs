@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
@@ -15,6 +15,9 @@ use super::record::RecordedRequest;
 use super::state::SimState;
 use super::studio::SimStudio;
 use super::vendor_limit::VendorLimit;
+
+/// The longest `stop` waits for requests that are being answered.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// How the simulator is run, beyond its studios.
 #[derive(Clone, Debug)]
@@ -92,7 +95,6 @@ impl OpenApiSim {
         .workers(options.workers.max(1))
         // The embedding program owns Ctrl-C; the simulator stops only through `stop`.
         .disable_signals()
-        .shutdown_timeout(5)
         .bind(listen)?;
         let addr = server
             .addrs()
@@ -129,12 +131,21 @@ impl OpenApiSim {
         self.state.set_fault(studio_id, fault);
     }
 
-    /// Stops the server: delayed requests are answered at once, hanging ones are dropped unanswered.
+    /// Stops the server without losing an answer: new connections are refused, delays are cut
+    /// short, every request being answered gets its answer, then the remaining connections
+    /// (idle keep-alives, and hanging requests, which never answer) are dropped.
+    ///
+    /// actix's own graceful stop is not used because it also waits for idle keep-alive
+    /// connections, which a pooling client like the relay's holds open: every stop would last
+    /// the whole shutdown timeout.
     pub async fn stop(self) {
         self.state.begin_stop();
-        // A graceful stop waits for in-flight requests, which a hanging request never finishes.
-        let graceful = self.state.hanging_requests() == 0;
-        self.handle.stop(graceful).await;
+        self.handle.pause().await;
+        let deadline = Instant::now() + STOP_GRACE;
+        while self.state.answering() > 0 && Instant::now() < deadline {
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.handle.stop(false).await;
         if let Err(e) = self.server.await {
             tracing::warn!(error = %e, "open api simulator task ended abnormally");
         }

@@ -32,17 +32,16 @@ pub(crate) fn match_path(path: &str) -> Option<Matched> {
             "/v1/communications/{id}/communication-preferences",
             id(c).map(Route::CommunicationPreferences),
         ),
-        ["v1", "customers", c, "contracts"] => (
-            "/v1/customers/{id}/contracts",
-            id(c).map(Route::Contracts),
-        ),
-        ["v1", "classes", "booking", b] => (
-            "/v1/classes/booking/{id}",
-            id(b).map(Route::ClassBooking),
-        ),
+        ["v1", "customers", c, "contracts"] => {
+            ("/v1/customers/{id}/contracts", id(c).map(Route::Contracts))
+        }
+        ["v1", "classes", "booking", b] => {
+            ("/v1/classes/booking/{id}", id(b).map(Route::ClassBooking))
+        }
         ["v1", "classes", c, "slots", s] => (
             "/v1/classes/{classId}/slots/{id}",
-            id(c).zip(id(s))
+            id(c)
+                .zip(id(s))
                 .map(|(class_id, slot_id)| Route::ClassSlot { class_id, slot_id }),
         ),
         ["v1", "appointments", "booking", b] => (
@@ -89,7 +88,11 @@ mod tests {
             ("/v1/taxadvisor/exports/4", Route::TaxAdvisorExport(4)),
         ];
         for (path, route) in cases {
-            assert_eq!(match_path(path).and_then(|m| m.route), Some(route), "{path}");
+            assert_eq!(
+                match_path(path).and_then(|m| m.route),
+                Some(route),
+                "{path}"
+            );
         }
     }
 

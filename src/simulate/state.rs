@@ -26,7 +26,9 @@ pub(crate) struct SimState {
     limit: Option<Mutex<VendorLimit>>,
     /// Flips to true once `stop` begins, to cut delays short.
     stopping: watch::Sender<bool>,
-    /// Requests held by `Fault::Hang`; a graceful stop would wait for them forever.
+    /// Requests inside the handler, hanging ones included.
+    in_flight: AtomicUsize,
+    /// Requests held by `Fault::Hang`; waiting for them would never end.
     hanging: AtomicUsize,
 }
 
@@ -48,6 +50,7 @@ impl SimState {
             faults: Mutex::new(HashMap::new()),
             limit: limit.map(Mutex::new),
             stopping: watch::Sender::new(false),
+            in_flight: AtomicUsize::new(0),
             hanging: AtomicUsize::new(0),
         }
     }
@@ -91,7 +94,7 @@ impl SimState {
 
     /// Holds the request until its future is dropped, which happens when the server stops.
     pub(crate) async fn hang(&self) {
-        let _held = HangGuard::enter(&self.hanging);
+        let _held = Counted::enter(&self.hanging);
         std::future::pending::<()>().await;
     }
 
@@ -99,22 +102,29 @@ impl SimState {
         self.stopping.send_replace(true);
     }
 
-    pub(crate) fn hanging_requests(&self) -> usize {
-        self.hanging.load(Ordering::SeqCst)
+    /// Marks a request as being handled until the guard is dropped.
+    pub(crate) fn enter(&self) -> Counted<'_> {
+        Counted::enter(&self.in_flight)
+    }
+
+    /// Requests that will still get an answer: in the handler and not hanging.
+    pub(crate) fn answering(&self) -> usize {
+        let in_flight = self.in_flight.load(Ordering::SeqCst);
+        in_flight.saturating_sub(self.hanging.load(Ordering::SeqCst))
     }
 }
 
-/// Counts a hanging request for as long as it is held.
-struct HangGuard<'a>(&'a AtomicUsize);
+/// Counts something for as long as the guard lives, however the future holding it ends.
+pub(crate) struct Counted<'a>(&'a AtomicUsize);
 
-impl<'a> HangGuard<'a> {
+impl<'a> Counted<'a> {
     fn enter(counter: &'a AtomicUsize) -> Self {
         counter.fetch_add(1, Ordering::SeqCst);
         Self(counter)
     }
 }
 
-impl Drop for HangGuard<'_> {
+impl Drop for Counted<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }

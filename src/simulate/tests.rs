@@ -1,0 +1,497 @@
+//! The simulator spoken to over loopback HTTP, as the relay would.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use serde_json::{json, Value};
+
+use super::*;
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn studios() -> Vec<SimStudio> {
+    vec![
+        SimStudio::new("berlin", "key-berlin"),
+        SimStudio::new("hamburg", "key-hamburg"),
+    ]
+}
+
+/// Status and parsed JSON body (Null when empty or not JSON).
+async fn get(client: &awc::Client, url: &str, key: Option<&str>) -> (u16, Value) {
+    let mut request = client.get(url);
+    if let Some(key) = key {
+        request = request.insert_header(("x-api-key", key));
+    }
+    let mut response = request.send().await.expect("the simulator answers");
+    let body = response.body().await.expect("a body");
+    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    (response.status().as_u16(), json)
+}
+
+async fn head(client: &awc::Client, url: &str, key: &str) -> (u16, usize) {
+    let mut response = client
+        .head(url)
+        .insert_header(("x-api-key", key))
+        .send()
+        .await
+        .expect("the simulator answers");
+    let body = response.body().await.expect("a body");
+    (response.status().as_u16(), body.len())
+}
+
+fn assert_vendor_error(body: &Value, code: &str) {
+    assert_eq!(body["errorCode"], code, "{body}");
+    assert!(body["errorMessage"].is_string(), "{body}");
+    let trace = body["traceId"].as_str().expect("traceId");
+    assert!(uuid::Uuid::parse_str(trace).is_ok(), "{trace}");
+}
+
+#[actix_rt::test]
+async fn open_api_checks_keys_serves_data_and_injects_faults() {
+    let sim = OpenApiSim::start(loopback(), studios(), None)
+        .await
+        .expect("the simulator starts");
+    let client = awc::Client::default();
+    let berlin = sim.base_url("berlin");
+    assert!(berlin.starts_with("http://127.0.0.1:"));
+
+    // The right key gets the generated customer.
+    let mut response = client
+        .get(format!("{berlin}/v1/customers/17"))
+        .insert_header(("x-api-key", "key-berlin"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    let customer: Value = response.json().await.expect("json");
+    let expected = DataSet::new("berlin", studios()[0].seed).customer(17);
+    assert_eq!(Some(customer), expected);
+
+    // Keys are per studio: another studio's key, a wrong key or none are all 401.
+    for key in [Some("key-hamburg"), Some("nope"), None] {
+        let (status, body) = get(&client, &format!("{berlin}/v1/customers/17"), key).await;
+        assert_eq!(status, 401);
+        assert_vendor_error(&body, "UNAUTHORIZED");
+    }
+
+    // Unknown ids, unknown studios, unknown paths.
+    let (status, body) = get(
+        &client,
+        &format!("{berlin}/v1/customers/2001"),
+        Some("key-berlin"),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_vendor_error(&body, "NOT_FOUND");
+    let nowhere = format!("http://{}/nowhere/v1/customers/1", sim.addr());
+    assert_eq!(get(&client, &nowhere, Some("key-berlin")).await.0, 404);
+    assert_eq!(
+        get(&client, &format!("{berlin}/v1/nothing"), Some("key-berlin"))
+            .await
+            .0,
+        404
+    );
+    let (status, body) = get(
+        &client,
+        &format!("{berlin}/v1/customers/abc"),
+        Some("key-berlin"),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_vendor_error(&body, "VALIDATION_ERROR");
+
+    // Every endpoint answers for an existing id and 404s past the generated range.
+    let slot_class = data::class_of_slot(43);
+    for (path, missing) in [
+        (
+            "/v1/communications/5/communication-preferences",
+            "/v1/communications/2001/communication-preferences",
+        ),
+        ("/v1/customers/5/contracts", "/v1/customers/2001/contracts"),
+        ("/v1/classes/booking/9", "/v1/classes/booking/2001"),
+        (
+            &format!("/v1/classes/{slot_class}/slots/43"),
+            &format!("/v1/classes/{}/slots/43", slot_class % 40 + 1),
+        ),
+        (
+            "/v1/appointments/booking/2",
+            "/v1/appointments/booking/2001",
+        ),
+        ("/v1/employees/8", "/v1/employees/101"),
+        ("/v1/taxadvisor/exports/4", "/v1/taxadvisor/exports/51"),
+    ] {
+        assert_eq!(
+            get(&client, &format!("{berlin}{path}"), Some("key-berlin"))
+                .await
+                .0,
+            200,
+            "{path}"
+        );
+        assert_eq!(
+            get(&client, &format!("{berlin}{missing}"), Some("key-berlin"))
+                .await
+                .0,
+            404,
+            "{missing}"
+        );
+    }
+    let (status, info) = get(
+        &client,
+        &format!("{berlin}/v1/studios/information"),
+        Some("key-berlin"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(info["studioName"], "Berlin");
+
+    // HEAD only validates the key, on any path, and never carries a body.
+    assert_eq!(
+        head(&client, &format!("{berlin}/v1/customers/17"), "key-berlin").await,
+        (200, 0)
+    );
+    assert_eq!(
+        head(&client, &format!("{berlin}/v1/anything"), "key-berlin").await,
+        (200, 0)
+    );
+    assert_eq!(
+        head(&client, &format!("{berlin}/v1/customers/17"), "wrong").await,
+        (401, 0)
+    );
+
+    // Only GET and HEAD.
+    let response = client
+        .post(format!("{berlin}/v1/customers/17"))
+        .insert_header(("x-api-key", "key-berlin"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status().as_u16(), 405);
+
+    // Faults hit one studio only, on every endpoint, before the key is looked at.
+    let hamburg = sim.base_url("hamburg");
+    sim.set_fault("berlin", Fault::Status(503));
+    let (status, body) = get(
+        &client,
+        &format!("{berlin}/v1/employees/1"),
+        Some("key-berlin"),
+    )
+    .await;
+    assert_eq!(status, 503);
+    assert_vendor_error(&body, "SERVICE_UNAVAILABLE");
+    assert_eq!(
+        head(&client, &format!("{berlin}/v1/employees/1"), "key-berlin")
+            .await
+            .0,
+        503
+    );
+    assert_eq!(
+        get(
+            &client,
+            &format!("{hamburg}/v1/employees/1"),
+            Some("key-hamburg")
+        )
+        .await
+        .0,
+        200
+    );
+
+    sim.set_fault("berlin", Fault::StatusRetryAfter(429, 7));
+    let response = client
+        .get(format!("{berlin}/v1/customers/1"))
+        .insert_header(("x-api-key", "key-berlin"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status().as_u16(), 429);
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("7")
+    );
+
+    sim.set_fault("berlin", Fault::Delay(Duration::from_millis(300)));
+    let started = Instant::now();
+    assert_eq!(
+        get(
+            &client,
+            &format!("{berlin}/v1/customers/1"),
+            Some("key-berlin")
+        )
+        .await
+        .0,
+        200
+    );
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    sim.set_fault("berlin", Fault::None);
+    assert_eq!(
+        get(
+            &client,
+            &format!("{berlin}/v1/customers/1"),
+            Some("key-berlin")
+        )
+        .await
+        .0,
+        200
+    );
+
+    // The record: arrival order, the path below the prefix, the template, key and status.
+    let seen = sim.requests();
+    let first = &seen[0];
+    assert_eq!(first.studio, "berlin");
+    assert_eq!(first.method, "GET");
+    assert_eq!(first.path, "/v1/customers/17");
+    assert_eq!(first.endpoint, "/v1/customers/{id}");
+    assert!(first.key_ok);
+    assert_eq!(first.status, 200);
+    assert!(!seen[1].key_ok && seen[1].status == 401);
+    let slot = seen
+        .iter()
+        .find(|r| r.path.ends_with("/slots/43"))
+        .expect("slot request recorded");
+    assert_eq!(slot.endpoint, "/v1/classes/{classId}/slots/{id}");
+    assert!(seen.windows(2).all(|w| w[0].at <= w[1].at));
+    assert!(seen.iter().all(|r| r.status != 0));
+    assert_eq!(seen.last().map(|r| r.status), Some(200));
+
+    // The client's pooled keep-alive connections do not hold up the stop.
+    let stopping = Instant::now();
+    sim.stop().await;
+    assert!(stopping.elapsed() < Duration::from_millis(500));
+}
+
+#[actix_rt::test]
+async fn stopping_answers_delayed_requests_at_once() {
+    let sim = OpenApiSim::start(loopback(), studios(), None)
+        .await
+        .expect("the simulator starts");
+    sim.set_fault("berlin", Fault::Delay(Duration::from_secs(30)));
+    let url = format!("{}/v1/customers/3", sim.base_url("berlin"));
+    let waiting = actix_rt::spawn(async move {
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .finish();
+        get(&client, &url, Some("key-berlin")).await.0
+    });
+    while sim.requests().is_empty() {
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stopping = Instant::now();
+    sim.stop().await;
+    assert!(stopping.elapsed() < Duration::from_secs(2));
+    assert_eq!(waiting.await.ok(), Some(200));
+}
+
+#[actix_rt::test]
+async fn the_vendor_limit_locks_one_endpoint_for_a_full_window() {
+    let window = Duration::from_millis(1500);
+    let options = SimOptions {
+        vendor_limit: Some(3),
+        limit_window: window,
+        ..SimOptions::default()
+    };
+    let sim = OpenApiSim::start_with(loopback(), studios(), options)
+        .await
+        .expect("the simulator starts");
+    let client = awc::Client::default();
+    let berlin = sim.base_url("berlin");
+    let customer = |id: i64| format!("{berlin}/v1/customers/{id}");
+
+    // Different ids are the same endpoint.
+    for id in 1..=3 {
+        assert_eq!(get(&client, &customer(id), Some("key-berlin")).await.0, 200);
+    }
+    let breach = Instant::now();
+    let (status, body) = get(&client, &customer(4), Some("key-berlin")).await;
+    assert_eq!(status, 429);
+    assert_vendor_error(&body, "TOO_MANY_REQUESTS");
+    assert_eq!(get(&client, &customer(1), Some("key-berlin")).await.0, 429);
+
+    // Other endpoints and other studios keep their own counters.
+    assert_eq!(
+        get(
+            &client,
+            &format!("{berlin}/v1/employees/1"),
+            Some("key-berlin")
+        )
+        .await
+        .0,
+        200
+    );
+    let hamburg = sim.base_url("hamburg");
+    assert_eq!(
+        get(
+            &client,
+            &format!("{hamburg}/v1/customers/1"),
+            Some("key-hamburg")
+        )
+        .await
+        .0,
+        200
+    );
+    // Requests with a bad key are refused before they are counted.
+    assert_eq!(
+        get(&client, &format!("{hamburg}/v1/employees/1"), Some("bad"))
+            .await
+            .0,
+        401
+    );
+
+    actix_rt::time::sleep(window.saturating_sub(breach.elapsed()) + Duration::from_millis(100))
+        .await;
+    assert_eq!(get(&client, &customer(1), Some("key-berlin")).await.0, 200);
+
+    let statuses: Vec<u16> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.studio == "berlin" && r.endpoint == "/v1/customers/{id}")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 429, 429, 200]);
+    sim.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_hanging_studio_never_answers_and_still_stops_promptly() {
+    let sim = OpenApiSim::start(loopback(), studios(), None)
+        .await
+        .expect("the simulator starts");
+    sim.set_fault("berlin", Fault::Hang);
+    let client = awc::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .finish();
+    let outcome = client
+        .get(format!("{}/v1/customers/1", sim.base_url("berlin")))
+        .insert_header(("x-api-key", "key-berlin"))
+        .send()
+        .await;
+    assert!(outcome.is_err(), "no answer expected");
+    let seen = sim.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].status, 0, "recorded on arrival, never answered");
+
+    let stopping = Instant::now();
+    sim.stop().await;
+    assert!(stopping.elapsed() < Duration::from_secs(3));
+}
+
+#[actix_rt::test]
+async fn duplicate_studio_ids_are_refused() {
+    let twice = vec![SimStudio::new("a", "k1"), SimStudio::new("a", "k2")];
+    let refused = OpenApiSim::start(loopback(), twice, None).await;
+    assert!(refused.is_err());
+}
+
+/// A relay stand-in: deduplicates by uuid and answers as gymrelay does.
+#[derive(Default)]
+struct FakeRelay {
+    seen: Mutex<HashSet<String>>,
+}
+
+async fn fake_webhook(
+    req: HttpRequest,
+    body: web::Bytes,
+    relay: web::Data<FakeRelay>,
+) -> HttpResponse {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if header("x-api-key") != Some("hook-key") {
+        return HttpResponse::Unauthorized().json(json!({"error": "unknown key"}));
+    }
+    if header("content-type") != Some("application/json; charset=utf-8") {
+        return HttpResponse::BadRequest().json(json!({"error": "content type"}));
+    }
+    let Ok(event) = serde_json::from_slice::<Value>(&body) else {
+        return HttpResponse::BadRequest().json(json!({"error": "not json"}));
+    };
+    let (Some(uuid), Some(ty)) = (event["uuid"].as_str(), event["payload"][0]["type"].as_str())
+    else {
+        return HttpResponse::BadRequest().json(json!({"error": "shape"}));
+    };
+    if !event["entityId"].is_i64() || ty.is_empty() || !event["payload"][0]["timestamp"].is_i64() {
+        return HttpResponse::BadRequest().json(json!({"error": "shape"}));
+    }
+    let fresh = relay
+        .seen
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(uuid.to_owned());
+    let status = if fresh { "accepted" } else { "duplicate" };
+    HttpResponse::Ok().json(json!({"status": status, "uuid": uuid}))
+}
+
+#[actix_rt::test]
+async fn the_sender_counts_what_the_relay_answers() {
+    let relay = web::Data::new(FakeRelay::default());
+    let app_relay = relay.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_relay.clone())
+            .route("/webhook", web::post().to(fake_webhook))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(loopback())
+    .expect("bind");
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    let task = actix_rt::spawn(server);
+
+    let plan = SendPlan {
+        relay_url: format!("http://{addr}/webhook"),
+        webhook_key: "hook-key".to_owned(),
+        count: 60,
+        per_second: 0.0,
+        duplicate_ratio: 0.25,
+        seed: 9,
+    };
+    let report = send_events(&plan).await;
+    assert_eq!(report.sent, 60);
+    assert_eq!((report.rejected, report.errors), (0, 0));
+    assert_eq!(report.accepted + report.duplicates, 60);
+    assert!(
+        report.duplicates > 5 && report.duplicates < 30,
+        "{report:?}"
+    );
+    let unique: HashSet<_> = report.accepted_uuids.iter().collect();
+    assert_eq!(unique.len(), report.accepted);
+
+    // Same seed, same uuids: a resent plan is all duplicates.
+    let again = send_events(&plan).await;
+    assert_eq!(again.duplicates, 60);
+
+    // Paced sends take their time; a wrong key is rejected, a dead relay is a transport error.
+    let paced = SendPlan {
+        webhook_key: "wrong".to_owned(),
+        count: 10,
+        per_second: 50.0,
+        seed: 10,
+        ..plan.clone()
+    };
+    let started = Instant::now();
+    let report = send_events(&paced).await;
+    assert!(started.elapsed() >= Duration::from_millis(170));
+    assert_eq!(report.rejected, 10);
+
+    handle.stop(true).await;
+    let _ = task.await;
+    let dead = SendPlan { count: 2, ..plan };
+    assert_eq!(send_events(&dead).await.errors, 2);
+}

@@ -49,7 +49,15 @@ impl CommandSink {
             Ok((Err(e), _)) => Err(SinkError(format!("{program}: {e}"))),
             Ok((Ok(status), _)) if status.success() => Ok(()),
             Ok((Ok(status), stderr)) => {
-                let tail: String = stderr.trim().chars().rev().take(200).collect::<Vec<_>>().into_iter().rev().collect();
+                let tail: String = stderr
+                    .trim()
+                    .chars()
+                    .rev()
+                    .take(200)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
                 Err(SinkError(format!("{program} exited with {status}: {tail}")))
             }
         }

@@ -52,7 +52,11 @@ impl HttpSink {
         if response.status().is_success() {
             Ok(())
         } else {
-            Err(SinkError(format!("POST {}: {}", self.url, response.status())))
+            Err(SinkError(format!(
+                "POST {}: {}",
+                self.url,
+                response.status()
+            )))
         }
     }
 }

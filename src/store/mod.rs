@@ -108,13 +108,14 @@ impl Store {
         let mut entries = Vec::with_capacity(events.len());
         for event in events {
             let seq = self.db.generate_id()?;
-            let value = serde_json::to_vec(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let value =
+                serde_json::to_vec(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             entries.push((studio_key(studio, &seq.to_be_bytes()), value));
         }
         // Seen and enqueued in one transaction: two inserts can be torn by a crash, leaving a
         // uuid marked seen with nothing queued, and the vendor's resend would then be dropped.
-        let result = (&self.seen, &self.seen_expiry, &self.inbox).transaction(
-            |(seen, expiry, inbox)| {
+        let result =
+            (&self.seen, &self.seen_expiry, &self.inbox).transaction(|(seen, expiry, inbox)| {
                 if seen.get(&seen_key)?.is_some() {
                     return Ok(Intake::Duplicate);
                 }
@@ -124,8 +125,7 @@ impl Store {
                     inbox.insert(&key[..], &value[..])?;
                 }
                 Ok::<_, ConflictableTransactionError<()>>(Intake::Accepted)
-            },
-        );
+            });
         match result {
             Ok(outcome) => Ok(outcome),
             Err(TransactionError::Storage(e)) => Err(e.into()),

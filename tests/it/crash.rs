@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
@@ -13,6 +13,9 @@ use std::time::Duration;
 use gymrelay::simulate::Fault;
 
 use crate::helpers::*;
+
+/// Acknowledgements per round before the relay is killed.
+const ACKS_BEFORE_KILL: usize = 1500;
 
 /// `gymrelay serve` as a child process; its address is read from its log.
 struct ChildRelay {
@@ -65,13 +68,20 @@ fn write_config(dir: &Path) {
 }
 
 /// Senders posting unique uuids as fast as the relay answers, until told to stop.
-fn load(url: &str, studios: &[&'static str], stop: &Arc<AtomicBool>) -> Vec<thread::JoinHandle<Vec<(String, String)>>> {
+fn load(
+    url: &str,
+    studios: &[&'static str],
+    stop: &Arc<AtomicBool>,
+    count: &Arc<AtomicUsize>,
+) -> Vec<thread::JoinHandle<Vec<(String, String)>>> {
     (0..4)
         .map(|t| {
-            let (url, stop) = (url.to_string(), stop.clone());
+            let (url, stop, count) = (url.to_string(), stop.clone(), count.clone());
             let studio = studios[t % studios.len()];
             thread::spawn(move || {
-                let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(5))
+                    .build();
                 let mut acked = Vec::new();
                 for i in 0.. {
                     if stop.load(Ordering::Relaxed) || i >= 3000 {
@@ -79,14 +89,21 @@ fn load(url: &str, studios: &[&'static str], stop: &Arc<AtomicBool>) -> Vec<thre
                     }
                     let uuid = format!("crash-{t}-{}", uuid::Uuid::new_v4());
                     // Mostly types without a fetch, so the Open API budget does not slow the drain.
-                    let event_type = if i % 10 == 0 { "CUSTOMER_UPDATED" } else { "CUSTOMER_DELETED" };
+                    let event_type = if i % 10 == 0 {
+                        "CUSTOMER_UPDATED"
+                    } else {
+                        "CUSTOMER_DELETED"
+                    };
                     let body = notification(&uuid, event_type, i + 1, None).to_string();
                     let answer = agent
                         .post(&url)
                         .set("x-api-key", &webhook_key(studio))
                         .send_string(&body);
                     match answer {
-                        Ok(res) if res.status() == 200 => acked.push((studio.to_string(), uuid)),
+                        Ok(res) if res.status() == 200 => {
+                            acked.push((studio.to_string(), uuid));
+                            count.fetch_add(1, Ordering::Relaxed);
+                        }
                         Ok(_) => {}
                         Err(_) => thread::sleep(Duration::from_millis(5)),
                     }
@@ -111,20 +128,23 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
     for _ in 0..kills {
         let relay = ChildRelay::start(dir.path());
         let stop = Arc::new(AtomicBool::new(false));
-        let senders = load(&relay.url, &names, &stop);
+        let count = Arc::new(AtomicUsize::new(0));
+        let senders = load(&relay.url, &names, &stop, &count);
         // Kill mid-load: after some acknowledgements, while requests are in flight.
-        let before = acked.len();
-        let seen = eventually("acknowledgements before the kill", || {
-            let delivered: usize = names.iter().map(|s| read_ndjson(&dir.path().join("out").join(format!("{s}.ndjson"))).len()).sum();
-            async move { (delivered > before / 2 + 200).then_some(()) }
-        });
-        seen.await;
+        eventually("acknowledgements before the kill", || {
+            let n = count.load(Ordering::Relaxed);
+            async move { (n >= ACKS_BEFORE_KILL).then_some(()) }
+        })
+        .await;
         relay.kill();
         stop.store(true, Ordering::Relaxed);
         for s in senders {
-            let got = actix_web::rt::task::spawn_blocking(move || s.join().unwrap()).await.unwrap();
+            let got = actix_web::rt::task::spawn_blocking(move || s.join().unwrap())
+                .await
+                .unwrap();
             acked.extend(got);
         }
+        eprintln!("after kill: {} acknowledged so far", acked.len());
     }
 
     let relay = ChildRelay::start(dir.path());
@@ -134,7 +154,9 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
         lines.clear();
         for s in names {
             for e in read_ndjson(&dir.path().join("out").join(format!("{s}.ndjson"))) {
-                *lines.entry(e["id"].as_str().unwrap_or_default().to_string()).or_default() += 1;
+                *lines
+                    .entry(e["id"].as_str().unwrap_or_default().to_string())
+                    .or_default() += 1;
             }
         }
         let missing = expected.iter().filter(|u| !lines.contains_key(**u)).count();
@@ -147,7 +169,10 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
         "sigkill: {} acknowledged, {kills} kills, 0 lost, {duplicates} duplicate deliveries",
         acked.len()
     );
-    assert!(acked.len() > 600, "the load reached the relay");
+    assert!(
+        acked.len() >= kills * ACKS_BEFORE_KILL,
+        "the load reached the relay"
+    );
     sim.stop().await;
 }
 
@@ -165,7 +190,13 @@ async fn restart_resumes_pending_events_including_a_fetch_in_flight() {
     let uuids: Vec<String> = (0..5).map(|_| unique("pending")).collect();
     for (i, uuid) in uuids.iter().enumerate() {
         let body = notification(uuid, "CUSTOMER_UPDATED", i as i64 + 1, None).to_string();
-        let (status, _) = post_with(&client, &relay.url, Some(&webhook_key("berlin")), body.into_bytes()).await;
+        let (status, _) = post_with(
+            &client,
+            &relay.url,
+            Some(&webhook_key("berlin")),
+            body.into_bytes(),
+        )
+        .await;
         assert_eq!(status, 200);
     }
     eventually("the first fetch to be in flight", || {
@@ -184,8 +215,14 @@ async fn restart_resumes_pending_events_including_a_fetch_in_flight() {
     })
     .await;
     let ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, uuids.iter().map(String::as_str).collect::<Vec<_>>(), "in arrival order");
-    assert!(events.iter().all(|e| e["enrichment"]["status"] == "fetched"));
+    assert_eq!(
+        ids,
+        uuids.iter().map(String::as_str).collect::<Vec<_>>(),
+        "in arrival order"
+    );
+    assert!(events
+        .iter()
+        .all(|e| e["enrichment"]["status"] == "fetched"));
     relay.kill();
     sim.stop().await;
 }

@@ -23,10 +23,17 @@ fn demo_prints_enriched_events_and_writes_them() {
     }
     let output = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("POST http://127.0.0.1:"), "{stdout}");
     assert!(stdout.contains("8 enriched events delivered"), "{stdout}");
-    assert!(stdout.contains("fetched") || stdout.contains("skipped"), "{stdout}");
+    assert!(
+        stdout.contains("fetched") || stdout.contains("skipped"),
+        "{stdout}"
+    );
     let written: usize = ["berlin-mitte", "hamburg-altona"]
         .iter()
         .map(|s| {

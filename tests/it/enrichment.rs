@@ -1,5 +1,6 @@
 //! Enrichment per event family: fetched, not_found and skipped, with the studio's own key.
 
+use gymrelay::simulate::data::class_of_slot;
 use serde_json::json;
 
 use crate::helpers::*;
@@ -7,18 +8,85 @@ use crate::helpers::*;
 #[actix_rt::test]
 async fn fetches_per_event_family_with_the_studios_key() {
     let app = spawn_app(vec![Studio::new("berlin")]).await;
+    let slot_request = format!("GET /v1/classes/{}/slots/17", class_of_slot(17));
     let cases = [
-        ("CUSTOMER_UPDATED", 12, None, "fetched", Some("GET /v1/customers/12")),
-        ("AGGREGATOR_MEMBER_CREATED", 13, None, "fetched", Some("GET /v1/customers/13")),
-        ("CUSTOMER_COMMUNICATION_PREFERENCES_UPDATED", 14, None, "fetched", Some("GET /v1/communications/14/communication-preferences")),
-        ("CONTRACT_CREATED", 15, Some(json!({"contractId": 1})), "fetched", Some("GET /v1/customers/15/contracts")),
-        ("CLASS_BOOKING_CREATED", 16, None, "fetched", Some("GET /v1/classes/booking/16")),
-        ("CLASS_SLOT_UPDATED", 17, Some(json!({"classId": 4})), "fetched", Some("GET /v1/classes/4/slots/17")),
-        ("APPOINTMENT_BOOKING_CREATED", 18, None, "fetched", Some("GET /v1/appointments/booking/18")),
-        ("EMPLOYEE_CREATED", 19, None, "fetched", Some("GET /v1/employees/19")),
-        ("STUDIO_OPENING_HOURS_UPDATED", 1, None, "fetched", Some("GET /v1/studios/information")),
-        ("TAX_ADVISOR_EXPORT_CREATED", 20, None, "fetched", Some("GET /v1/taxadvisor/exports/20")),
-        ("CUSTOMER_CREATED", 999_999, None, "not_found", Some("GET /v1/customers/999999")),
+        (
+            "CUSTOMER_UPDATED",
+            12,
+            None,
+            "fetched",
+            Some("GET /v1/customers/12"),
+        ),
+        (
+            "AGGREGATOR_MEMBER_CREATED",
+            13,
+            None,
+            "fetched",
+            Some("GET /v1/customers/13"),
+        ),
+        (
+            "CUSTOMER_COMMUNICATION_PREFERENCES_UPDATED",
+            14,
+            None,
+            "fetched",
+            Some("GET /v1/communications/14/communication-preferences"),
+        ),
+        (
+            "CONTRACT_CREATED",
+            15,
+            Some(json!({"contractId": 1})),
+            "fetched",
+            Some("GET /v1/customers/15/contracts"),
+        ),
+        (
+            "CLASS_BOOKING_CREATED",
+            16,
+            None,
+            "fetched",
+            Some("GET /v1/classes/booking/16"),
+        ),
+        (
+            "CLASS_SLOT_UPDATED",
+            17,
+            Some(json!({"classId": class_of_slot(17)})),
+            "fetched",
+            Some(&*slot_request),
+        ),
+        (
+            "APPOINTMENT_BOOKING_CREATED",
+            18,
+            None,
+            "fetched",
+            Some("GET /v1/appointments/booking/18"),
+        ),
+        (
+            "EMPLOYEE_CREATED",
+            19,
+            None,
+            "fetched",
+            Some("GET /v1/employees/19"),
+        ),
+        (
+            "STUDIO_OPENING_HOURS_UPDATED",
+            1,
+            None,
+            "fetched",
+            Some("GET /v1/studios/information"),
+        ),
+        (
+            "TAX_ADVISOR_EXPORT_CREATED",
+            20,
+            None,
+            "fetched",
+            Some("GET /v1/taxadvisor/exports/20"),
+        ),
+        (
+            "CUSTOMER_CREATED",
+            999_999,
+            None,
+            "not_found",
+            Some("GET /v1/customers/999999"),
+        ),
         ("CUSTOMER_DELETED", 21, None, "skipped", None),
         ("CUSTOMER_ACCESS_DISABLED", 22, None, "skipped", None),
         ("EMPLOYEE_DELETED", 23, None, "skipped", None),
@@ -26,7 +94,9 @@ async fn fetches_per_event_family_with_the_studios_key() {
     ];
     for (i, (event_type, entity, content, _, _)) in cases.iter().enumerate() {
         let body = notification(&format!("enrich-{i}"), event_type, *entity, content.clone());
-        let (status, _) = app.post(Some(&webhook_key("berlin")), body.to_string()).await;
+        let (status, _) = app
+            .post(Some(&webhook_key("berlin")), body.to_string())
+            .await;
         assert_eq!(status, 200);
     }
     let events = app.delivered("berlin", cases.len()).await;
@@ -36,7 +106,11 @@ async fn fetches_per_event_family_with_the_studios_key() {
         assert_eq!(e["type"], *event_type);
         assert_eq!(e["entityId"], *entity);
         assert_eq!(e["enrichment"]["status"], *status, "{event_type}");
-        assert_eq!(e["enrichment"]["request"].as_str(), *request, "{event_type}");
+        assert_eq!(
+            e["enrichment"]["request"].as_str(),
+            *request,
+            "{event_type}"
+        );
         assert_eq!(e["occurredAt"], "2022-01-21T15:32:24.176Z");
         assert_eq!(e["entity"].is_null(), *status != "fetched", "{event_type}");
     }
@@ -45,6 +119,8 @@ async fn fetches_per_event_family_with_the_studios_key() {
     let requests = app.sim.requests();
     let fetches = cases.iter().filter(|c| c.4.is_some()).count();
     assert_eq!(requests.len(), fetches, "skipped events make no request");
-    assert!(requests.iter().all(|r| r.key_ok && r.studio == "berlin" && r.method == "GET"));
+    assert!(requests
+        .iter()
+        .all(|r| r.key_ok && r.studio == "berlin" && r.method == "GET"));
     app.stop().await;
 }

@@ -125,13 +125,28 @@ pub async fn spawn_app(studios: Vec<Studio>) -> TestApp {
 
 impl TestApp {
     pub async fn post(&self, key: Option<&str>, body: impl Into<Vec<u8>>) -> (u16, Value) {
-        post_with(&self.client, &format!("{}/webhook", self.url), key, body.into()).await
+        post_with(
+            &self.client,
+            &format!("{}/webhook", self.url),
+            key,
+            body.into(),
+        )
+        .await
     }
 
     /// Sends a notification as the vendor would.
-    pub async fn notify(&self, studio: &str, uuid: &str, event_type: &str, entity: i64) -> (u16, Value) {
-        self.post(Some(&webhook_key(studio)), notification(uuid, event_type, entity, None).to_string())
-            .await
+    pub async fn notify(
+        &self,
+        studio: &str,
+        uuid: &str,
+        event_type: &str,
+        entity: i64,
+    ) -> (u16, Value) {
+        self.post(
+            Some(&webhook_key(studio)),
+            notification(uuid, event_type, entity, None).to_string(),
+        )
+        .await
     }
 
     pub fn output(&self, studio: &str) -> PathBuf {
@@ -154,7 +169,12 @@ impl TestApp {
     }
 }
 
-pub async fn post_with(client: &awc::Client, url: &str, key: Option<&str>, body: Vec<u8>) -> (u16, Value) {
+pub async fn post_with(
+    client: &awc::Client,
+    url: &str,
+    key: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, Value) {
     let mut req = client
         .post(url)
         .insert_header(("content-type", "application/json; charset=utf-8"));

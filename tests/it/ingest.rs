@@ -11,10 +11,16 @@ async fn answers_each_case_of_the_ingest_table() {
     let uuid = unique("ingest");
 
     let (status, body) = app.notify("berlin", &uuid, "CUSTOMER_CREATED", 1).await;
-    assert_eq!((status, body.clone()), (200, json!({"status": "accepted", "uuid": uuid})));
+    assert_eq!(
+        (status, body.clone()),
+        (200, json!({"status": "accepted", "uuid": uuid}))
+    );
 
     let (status, body) = app.notify("berlin", &uuid, "CUSTOMER_CREATED", 1).await;
-    assert_eq!((status, body), (200, json!({"status": "duplicate", "uuid": uuid})));
+    assert_eq!(
+        (status, body),
+        (200, json!({"status": "duplicate", "uuid": uuid}))
+    );
 
     let valid = notification(&unique("x"), "CUSTOMER_CREATED", 1, None).to_string();
     for key in [None, Some("wrong-key"), Some("")] {
@@ -25,11 +31,23 @@ async fn answers_each_case_of_the_ingest_table() {
 
     for (body, says) in [
         ("not json", "expected"),
-        (r#"{"entityId": 1, "payload": [{"timestamp": 1, "type": "A"}]}"#, "uuid"),
-        (r#"{"entityId": 1, "uuid": "u", "payload": []}"#, "payload is empty"),
+        (
+            r#"{"entityId": 1, "payload": [{"timestamp": 1, "type": "A"}]}"#,
+            "uuid",
+        ),
+        (
+            r#"{"entityId": 1, "uuid": "u", "payload": []}"#,
+            "payload is empty",
+        ),
         (r#"{"entityId": 1, "uuid": "u"}"#, "payload"),
-        (r#"{"entityId": "7", "uuid": "u", "payload": [{"timestamp": 1, "type": "A"}]}"#, "invalid type"),
-        (r#"{"entityId": 1, "uuid": "u", "payload": [{"type": "A"}]}"#, "timestamp"),
+        (
+            r#"{"entityId": "7", "uuid": "u", "payload": [{"timestamp": 1, "type": "A"}]}"#,
+            "invalid type",
+        ),
+        (
+            r#"{"entityId": 1, "uuid": "u", "payload": [{"type": "A"}]}"#,
+            "timestamp",
+        ),
     ] {
         let (status, answer) = app.post(Some(&key), body).await;
         assert_eq!(status, 400, "{body}");
@@ -50,7 +68,9 @@ async fn answers_each_case_of_the_ingest_table() {
         &awc::Client::default(),
         &format!("{}/webhook/customer-events", app.url),
         Some(&key),
-        notification(&unique("path"), "CUSTOMER_UPDATED", 2, None).to_string().into_bytes(),
+        notification(&unique("path"), "CUSTOMER_UPDATED", 2, None)
+            .to_string()
+            .into_bytes(),
     )
     .await;
     assert_eq!(status, 200);
@@ -70,7 +90,9 @@ async fn accepts_unknown_fields_and_unknown_event_types() {
         "payload": [{"timestamp": 1642779144176i64, "type": "SOMETHING_INVENTED_NEXT_YEAR",
                      "content": {"x": 1}, "severity": "low"}]
     });
-    let (status, answer) = app.post(Some(&webhook_key("berlin")), body.to_string()).await;
+    let (status, answer) = app
+        .post(Some(&webhook_key("berlin")), body.to_string())
+        .await;
     assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")));
     let events = app.delivered("berlin", 1).await;
     assert_eq!(events[0]["id"], uuid);
@@ -90,7 +112,8 @@ async fn a_duplicate_is_delivered_once_and_studios_do_not_share_uuids() {
     let (status, answer) = app.notify("hamburg", &uuid, "CUSTOMER_UPDATED", 3).await;
     assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")));
     // A later event proves the earlier ones had their chance to be delivered.
-    app.notify("berlin", &unique("after"), "CUSTOMER_DELETED", 3).await;
+    app.notify("berlin", &unique("after"), "CUSTOMER_DELETED", 3)
+        .await;
     let berlin = app.delivered("berlin", 2).await;
     assert_eq!(berlin.iter().filter(|e| e["id"] == uuid).count(), 1);
     let hamburg = app.delivered("hamburg", 1).await;
@@ -106,10 +129,15 @@ async fn several_payload_elements_become_separate_events() {
     let body = json!({"entityId": 9, "uuid": uuid, "payload": [
         {"timestamp": 1, "type": "CUSTOMER_DELETED"},
         {"timestamp": 2, "type": "EMPLOYEE_DELETED"}]});
-    let (status, _) = app.post(Some(&webhook_key("berlin")), body.to_string()).await;
+    let (status, _) = app
+        .post(Some(&webhook_key("berlin")), body.to_string())
+        .await;
     assert_eq!(status, 200);
     let events = app.delivered("berlin", 2).await;
-    let ids: Vec<_> = events.iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<_> = events
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(ids, [format!("{uuid}:0"), format!("{uuid}:1")]);
     app.stop().await;
 }

@@ -9,7 +9,8 @@ async fn a_studio_with_a_dead_open_api_does_not_slow_the_other() {
     let app = spawn_app(vec![Studio::new("berlin"), Studio::new("hamburg")]).await;
     app.sim.set_fault("berlin", Fault::Hang);
 
-    app.notify("berlin", &unique("b"), "CUSTOMER_UPDATED", 1).await;
+    app.notify("berlin", &unique("b"), "CUSTOMER_UPDATED", 1)
+        .await;
     let berlin_request = eventually("berlin's request to reach its Open API", || {
         let seen = app.sim.requests().iter().any(|r| r.studio == "berlin");
         async move { seen.then_some(()) }
@@ -17,12 +18,19 @@ async fn a_studio_with_a_dead_open_api_does_not_slow_the_other() {
     berlin_request.await;
 
     for i in 0..20 {
-        let (status, _) = app.notify("hamburg", &unique("h"), "CUSTOMER_UPDATED", i + 1).await;
+        let (status, _) = app
+            .notify("hamburg", &unique("h"), "CUSTOMER_UPDATED", i + 1)
+            .await;
         assert_eq!(status, 200);
     }
     let hamburg = app.delivered("hamburg", 20).await;
-    assert!(hamburg.iter().all(|e| e["studio"] == "hamburg" && e["enrichment"]["status"] == "fetched"));
-    assert!(read_ndjson(&app.output("berlin")).is_empty(), "berlin is still waiting");
+    assert!(hamburg
+        .iter()
+        .all(|e| e["studio"] == "hamburg" && e["enrichment"]["status"] == "fetched"));
+    assert!(
+        read_ndjson(&app.output("berlin")).is_empty(),
+        "berlin is still waiting"
+    );
 
     // Each studio used its own Open API key and base URL.
     for r in app.sim.requests() {

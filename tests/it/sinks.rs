@@ -17,7 +17,11 @@ struct Receiver {
     bad_signatures: Mutex<usize>,
 }
 
-async fn receive(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<Receiver>>) -> HttpResponse {
+async fn receive(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<Arc<Receiver>>,
+) -> HttpResponse {
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -26,7 +30,12 @@ async fn receive(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<Receiv
             .to_string()
     };
     let (id, timestamp) = (header("webhook-id"), header("webhook-timestamp"));
-    let expected = sign(&signing_key(SECRET), &id, timestamp.parse().unwrap_or(0), &body);
+    let expected = sign(
+        &signing_key(SECRET),
+        &id,
+        timestamp.parse().unwrap_or(0),
+        &body,
+    );
     if header("webhook-signature") != expected {
         *state.bad_signatures.lock().unwrap() += 1;
         return HttpResponse::Unauthorized().finish();
@@ -47,10 +56,14 @@ async fn http_sink_signs_and_retries_until_the_receiver_accepts() {
     let receiver = Arc::new(Receiver::default());
     *receiver.fail_next.lock().unwrap() = 2;
     let data = web::Data::new(receiver.clone());
-    let server = HttpServer::new(move || App::new().app_data(data.clone()).route("/hook", web::post().to(receive)))
-        .workers(1)
-        .bind("127.0.0.1:0")
-        .unwrap();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/hook", web::post().to(receive))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
     let addr = server.addrs()[0];
     let server = server.run();
     let server_handle = server.handle();
@@ -71,7 +84,11 @@ async fn http_sink_signs_and_retries_until_the_receiver_accepts() {
     assert_eq!(accepted.len(), 1);
     assert_eq!(accepted[0]["id"], uuid);
     assert_eq!(accepted[0]["enrichment"]["status"], "fetched");
-    assert_eq!(*receiver.fail_next.lock().unwrap(), 0, "both failures were retried");
+    assert_eq!(
+        *receiver.fail_next.lock().unwrap(),
+        0,
+        "both failures were retried"
+    );
     assert_eq!(*receiver.bad_signatures.lock().unwrap(), 0);
     // The file sink got it too, once.
     let file = app.delivered("berlin", 1).await;
@@ -94,7 +111,8 @@ async fn command_sink_gets_the_event_on_stdin_and_is_retried_on_failure() {
     ));
     let app = spawn_app(vec![studio]).await;
     let uuid = unique("cmd");
-    app.notify("berlin", &uuid, "CLASS_BOOKING_CREATED", 3).await;
+    app.notify("berlin", &uuid, "CLASS_BOOKING_CREATED", 3)
+        .await;
     let events = eventually("the command to record the event", || {
         let events = read_ndjson(&out);
         async move { (!events.is_empty()).then_some(events) }
@@ -103,6 +121,9 @@ async fn command_sink_gets_the_event_on_stdin_and_is_retried_on_failure() {
     assert!(marker.exists(), "the first run failed");
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["id"], uuid);
-    assert_eq!(events[0]["enrichment"]["request"], "GET /v1/classes/booking/3");
+    assert_eq!(
+        events[0]["enrichment"]["request"],
+        "GET /v1/classes/booking/3"
+    );
     app.stop().await;
 }
