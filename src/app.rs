@@ -1,6 +1,7 @@
 //! Starting and stopping the relay: storage, studios, listeners, background pruning.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,9 +30,10 @@ pub enum StartError {
     Bind { addr: SocketAddr, reason: String },
 }
 
-/// A started relay. Run it with [`Relay::run`]; stop it with its [`ServerHandle`] or a signal.
+/// A started relay. Run it with [`Relay::run`]; stop it with its [`RelayHandle`], SIGINT or SIGTERM.
 pub struct Relay {
     server: Server,
+    accepting: Arc<AtomicBool>,
     addr: SocketAddr,
     store: Store,
     arbiters: Vec<Arbiter>,
@@ -76,9 +78,11 @@ impl Relay {
             config.storage.prune_interval,
         );
 
+        let accepting = Arc::new(AtomicBool::new(true));
         let state = web::Data::new(IngestState {
             registry: Arc::new(registry),
             store: store.clone(),
+            accepting: accepting.clone(),
         });
         let max_body = config.http.max_body_bytes;
         let mut server = HttpServer::new(move || {
@@ -86,7 +90,9 @@ impl Relay {
                 .app_data(state.clone())
                 .configure(ingest::configure(max_body))
         })
-        .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
+        .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+        // Signals are handled in `run`, which first turns new webhooks away with 503.
+        .disable_signals();
         if config.http.workers > 0 {
             server = server.workers(config.http.workers);
         }
@@ -99,6 +105,7 @@ impl Relay {
         tracing::info!(%addr, "listening for webhooks on POST /webhook");
         Ok(Relay {
             server: server.run(),
+            accepting,
             addr,
             store,
             arbiters,
@@ -111,14 +118,24 @@ impl Relay {
         self.addr
     }
 
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
+    pub fn handle(&self) -> RelayHandle {
+        RelayHandle {
+            server: self.server.handle(),
+            accepting: self.accepting.clone(),
+        }
     }
 
     /// Serves until stopped (SIGINT/SIGTERM or the handle), then stops the studios and makes
     /// storage durable.
     pub async fn run(self) -> std::io::Result<()> {
+        let handle = self.handle();
+        let signals = actix_web::rt::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("stopping: new webhooks get 503, acknowledgements in flight finish");
+            handle.stop().await;
+        });
         let result = self.server.await;
+        signals.abort();
         self.pruner.abort();
         for arbiter in &self.arbiters {
             arbiter.stop();
@@ -131,6 +148,43 @@ impl Relay {
         }
         tracing::info!("stopped");
         result
+    }
+}
+
+/// Stops a running relay.
+#[derive(Clone)]
+pub struct RelayHandle {
+    server: ServerHandle,
+    accepting: Arc<AtomicBool>,
+}
+
+impl RelayHandle {
+    /// From now on new webhooks are answered 503 (the vendor resends them later); requests
+    /// already past that check are acknowledged as usual.
+    pub fn refuse_new_webhooks(&self) {
+        self.accepting.store(false, Ordering::SeqCst);
+    }
+
+    /// Refuses new webhooks, lets in-flight ones finish (up to the grace period) and stops.
+    pub async fn stop(&self) {
+        self.refuse_new_webhooks();
+        self.server.stop(true).await;
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the relay");
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

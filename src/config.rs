@@ -141,13 +141,13 @@ fn describe(error: figment::Error, file: Option<&Path>) -> String {
         .into_iter()
         .map(|e| {
             let field = e.path.join(".");
-            let source = e
-                .metadata
-                .as_ref()
-                .and_then(|m| m.source.as_ref())
-                .map(|s| s.to_string())
-                .or_else(|| file.map(|f| f.display().to_string()))
-                .unwrap_or_else(|| "config".to_string());
+            let source = match &e.metadata {
+                Some(m) => m
+                    .source
+                    .as_ref()
+                    .map_or_else(|| m.name.to_string(), |s| s.to_string()),
+                None => file.map_or("config".to_string(), |f| f.display().to_string()),
+            };
             if field.is_empty() {
                 format!("{source}: {}", e.kind)
             } else {

@@ -103,7 +103,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     for sender in &senders {
         sender.abort();
     }
-    handle.stop(true).await;
+    handle.stop().await;
     let _ = relay_task.await;
     sim.stop().await;
     println!(

@@ -184,7 +184,7 @@ pub fn load(path: &Path) -> Result<Tenant, TenantError> {
         .ok_or_else(|| err("(file name)", "not valid UTF-8".into()))?;
     let id = StudioId::parse(stem).map_err(|reason| err("(file name)", reason))?;
     let text = std::fs::read_to_string(path).map_err(|e| err("(file)", e.to_string()))?;
-    let raw: TenantFile = toml::from_str(&text).map_err(|e| toml_error(path, &e))?;
+    let raw: TenantFile = parse(&text).map_err(|(field, reason)| err(&field, reason))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     build(id, raw, path, dir, &err)
 }
@@ -406,22 +406,27 @@ fn from_file(
     Ok(SecretString::from(text.trim().to_string()))
 }
 
-/// toml's message carries the line, the column and the offending key; drop the source excerpt,
-/// which could contain a secret.
-fn toml_error(path: &Path, e: &toml::de::Error) -> TenantError {
-    let field = e
-        .span()
-        .map(|s| format!("(at byte {})", s.start))
-        .unwrap_or_default();
-    TenantError {
-        file: path.to_path_buf(),
-        field: if field.is_empty() {
-            "(toml)".into()
+/// Deserializes while tracking the path, so an error names the field (`open_api.base_url`)
+/// and the line; toml's own excerpt of the source is dropped since it could show a secret.
+fn parse(text: &str) -> Result<TenantFile, (String, String)> {
+    let deserializer = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let line = inner
+            .span()
+            .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+        let field = if path.is_empty() || path == "." {
+            "(toml)".to_string()
         } else {
-            field
-        },
-        reason: e.message().to_string(),
-    }
+            path
+        };
+        let reason = match line {
+            Some(line) => format!("{} (line {line})", inner.message().trim()),
+            None => inner.message().trim().to_string(),
+        };
+        (field, reason)
+    })
 }
 
 #[cfg(test)]
@@ -483,6 +488,22 @@ mod tests {
         let unknown = GOOD.replace("type = \"file\"", "type = \"ftp\"");
         let e = load(&write(dir.path(), "s.toml", &unknown)).unwrap_err();
         assert!(e.reason.contains("ftp"), "{e}");
+        assert!(e.field.starts_with("sinks"), "{e}");
+
+        let typo = GOOD
+            .replace("requests_per", "request_per")
+            .replace("api_key = ", "requests_per_minut = 1\napi_key = ");
+        let e = load(&write(dir.path(), "s.toml", &typo)).unwrap_err();
+        assert!(e.reason.contains("requests_per_minut"), "{e}");
+
+        let wrong_type = GOOD.replace("api_key = ", "requests_per_minute = \"many\"\napi_key = ");
+        let e = load(&write(dir.path(), "s.toml", &wrong_type)).unwrap_err();
+        assert_eq!(e.field, "open_api.requests_per_minute", "{e}");
+        assert!(e.reason.contains("line 6"), "{e}");
+
+        let not_toml = "name = ";
+        let e = load(&write(dir.path(), "s.toml", not_toml)).unwrap_err();
+        assert_eq!(e.field, "(toml)", "{e}");
 
         let e = load(&write(dir.path(), "bad name.toml", GOOD)).unwrap_err();
         assert_eq!(e.field, "(file name)");

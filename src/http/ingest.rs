@@ -1,6 +1,7 @@
 //! `POST /webhook`: find the studio by key, validate, store durably, acknowledge, wake the
 //! studio. No Open API call happens here: the vendor gives us 5 s and asks us not to.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
@@ -16,6 +17,8 @@ use crate::studio::Wake;
 pub struct IngestState {
     pub registry: Arc<Registry>,
     pub store: Store,
+    /// False once shutdown has begun.
+    pub accepting: Arc<AtomicBool>,
 }
 
 pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) {
@@ -27,6 +30,12 @@ pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) 
 }
 
 async fn receive(req: HttpRequest, body: Bytes, state: web::Data<IngestState>) -> HttpResponse {
+    if !state.accepting.load(Ordering::SeqCst) {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down, please retry",
+        );
+    }
     let studio = req
         .headers()
         .get("x-api-key")

@@ -80,6 +80,15 @@ impl DataSet {
         1_000_000 + (splitmix(self.seed) % 900_000_000) as i64
     }
 
+    /// The city named in the studio id ("hamburg-altona" is in Hamburg), so data looks local.
+    fn home_city(&self) -> Option<(&'static str, u32, u32)> {
+        let id = self.studio_id.to_lowercase();
+        CITIES
+            .iter()
+            .find(|(city, _, _)| id.contains(&ascii_lower(city)))
+            .copied()
+    }
+
     fn rng(&self, kind: Kind, id: i64) -> StdRng {
         let mixed = splitmix(splitmix(self.seed ^ ((kind as u64) << 56)) ^ id as u64);
         StdRng::seed_from_u64(mixed)
@@ -108,7 +117,10 @@ impl DataSet {
         let first = pick(&mut rng, first_names);
         let last = pick(&mut rng, LAST_NAMES);
         let birth = day_offset(rng.gen_range(-27_000..=-6_000));
-        let (city, zip_lo, zip_hi) = *CITIES.choose(&mut rng).unwrap_or(&CITIES[0]);
+        let (city, zip_lo, zip_hi) = match self.home_city() {
+            Some(home) if rng.gen_bool(0.8) => home,
+            _ => *CITIES.choose(&mut rng).unwrap_or(&CITIES[0]),
+        };
         let zip = rng.gen_range(zip_lo..=zip_hi);
         let house = match rng.gen_range(0..10) {
             0 => format!(
@@ -313,7 +325,9 @@ impl DataSet {
     /// `GET /v1/studios/information`: the studio behind the key, whatever the event's entityId.
     pub fn studio_information(&self) -> Value {
         let mut rng = self.rng(Kind::Studio, 0);
-        let (city, zip_lo, zip_hi) = *CITIES.choose(&mut rng).unwrap_or(&CITIES[0]);
+        let (city, zip_lo, zip_hi) = self
+            .home_city()
+            .unwrap_or_else(|| *CITIES.choose(&mut rng).unwrap_or(&CITIES[0]));
         let weekday_open = rng.gen_range(5..=7);
         let weekday_close = rng.gen_range(22..=23);
         let weekend_open = rng.gen_range(8..=10);
@@ -615,6 +629,16 @@ mod tests {
     fn studio_information_has_a_week_of_opening_hours() {
         let info = berlin().studio_information();
         assert_eq!(info["studioName"], "Berlin Mitte");
+        assert_eq!(info["city"], "Berlin");
+        let zip: u32 = info["zipCode"]
+            .as_str()
+            .and_then(|z| z.parse().ok())
+            .expect("zip");
+        assert!((10115..=14199).contains(&zip));
+        let locals = (1..=100)
+            .filter(|&id| berlin().customer(id).is_some_and(|c| c["city"] == "Berlin"))
+            .count();
+        assert!(locals > 60, "{locals} of 100 customers live in Berlin");
         let hours = info["openingHours"].as_array().expect("list");
         assert_eq!(hours.len(), 7);
         assert_eq!(hours[0]["dayOfWeek"], "MONDAY");

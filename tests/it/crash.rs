@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gymrelay::simulate::Fault;
 
@@ -49,6 +49,24 @@ impl ChildRelay {
         ChildRelay {
             child,
             url: format!("http://{addr}/webhook"),
+        }
+    }
+
+    /// SIGTERM, then waits for the exit; returns the exit code and how long stopping took.
+    fn terminate(mut self) -> (Option<i32>, Duration) {
+        let started = Instant::now();
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code(), started.elapsed());
+            }
+            if started.elapsed() > DEADLINE {
+                self.child.kill().unwrap();
+                panic!("the relay did not stop within {DEADLINE:?} of SIGTERM");
+            }
+            thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -223,6 +241,56 @@ async fn restart_resumes_pending_events_including_a_fetch_in_flight() {
     assert!(events
         .iter()
         .all(|e| e["enrichment"]["status"] == "fetched"));
+    relay.kill();
+    sim.stop().await;
+}
+
+#[actix_rt::test]
+async fn sigterm_under_load_exits_cleanly_and_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let studios = [Studio::new("berlin")];
+    let sim = start_sim(&studios).await;
+    write_tenants(dir.path(), &studios, &sim);
+    write_config(dir.path());
+
+    let relay = ChildRelay::start(dir.path());
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicUsize::new(0));
+    let senders = load(&relay.url, &["berlin"], &stop, &count);
+    eventually("acknowledgements before SIGTERM", || {
+        let n = count.load(Ordering::Relaxed);
+        async move { (n >= 500).then_some(()) }
+    })
+    .await;
+    let (code, took) = actix_web::rt::task::spawn_blocking(move || relay.terminate())
+        .await
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for s in senders {
+        acked.extend(
+            actix_web::rt::task::spawn_blocking(move || s.join().unwrap())
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(code, Some(0), "exit code after SIGTERM");
+    eprintln!(
+        "sigterm: stopped in {took:?} with {} acknowledged",
+        acked.len()
+    );
+
+    let relay = ChildRelay::start(dir.path());
+    let out = dir.path().join("out").join("berlin.ndjson");
+    eventually("every acknowledged uuid after the restart", || {
+        let ids: HashSet<String> = read_ndjson(&out)
+            .iter()
+            .filter_map(|e| e["id"].as_str().map(str::to_string))
+            .collect();
+        let missing = acked.iter().filter(|(_, u)| !ids.contains(u)).count();
+        async move { (missing == 0).then_some(()) }
+    })
+    .await;
     relay.kill();
     sim.stop().await;
 }

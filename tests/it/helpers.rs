@@ -4,7 +4,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
+use gymrelay::app::RelayHandle;
 use gymrelay::simulate::{OpenApiSim, SimStudio};
 use gymrelay::{Config, Relay};
 use serde_json::{json, Value};
@@ -102,7 +102,7 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     pub sim: OpenApiSim,
     pub url: String,
-    handle: ServerHandle,
+    pub handle: RelayHandle,
     client: awc::Client,
 }
 
@@ -164,7 +164,7 @@ impl TestApp {
     }
 
     pub async fn stop(self) {
-        self.handle.stop(true).await;
+        self.handle.stop().await;
         self.sim.stop().await;
     }
 }

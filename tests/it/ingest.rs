@@ -141,3 +141,23 @@ async fn several_payload_elements_become_separate_events() {
     assert_eq!(ids, [format!("{uuid}:0"), format!("{uuid}:1")]);
     app.stop().await;
 }
+
+#[actix_rt::test]
+async fn refuses_new_webhooks_with_503_once_shutdown_begins() {
+    let app = spawn_app(vec![Studio::new("berlin")]).await;
+    let before = unique("before");
+    assert_eq!(
+        app.notify("berlin", &before, "CUSTOMER_DELETED", 1).await.0,
+        200
+    );
+    app.handle.refuse_new_webhooks();
+    let (status, body) = app
+        .notify("berlin", &unique("during"), "CUSTOMER_DELETED", 1)
+        .await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"], "shutting down, please retry");
+    // What was accepted before is still delivered.
+    let events = app.delivered("berlin", 1).await;
+    assert_eq!(events[0]["id"], before);
+    app.stop().await;
+}
