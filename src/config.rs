@@ -157,3 +157,58 @@ fn describe(error: figment::Error, file: Option<&Path>) -> String {
         .collect();
     messages.join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_then_file_then_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "gymrelay.toml",
+                "[http]\nlisten = \"127.0.0.1:7000\"\nmax_body_bytes = 1000\n[storage]\nretention = \"2d\"\n",
+            )?;
+            jail.set_env("GYMRELAY_HTTP__LISTEN", "127.0.0.1:7001");
+            let config = Config::load(Some(Path::new("gymrelay.toml"))).expect("loads");
+            assert_eq!(
+                config.http.listen.port(),
+                7001,
+                "environment wins over the file"
+            );
+            assert_eq!(config.http.max_body_bytes, 1000, "file wins over defaults");
+            assert_eq!(config.storage.retention, Duration::from_secs(2 * 24 * 3600));
+            assert_eq!(config.tenants.dir, PathBuf::from("tenants"), "default");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_name_the_source_and_the_field() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("gymrelay.toml", "[http]\nmax_body_bytes = \"big\"\n")?;
+            let e = Config::load(Some(Path::new("gymrelay.toml"))).unwrap_err();
+            let message = e.to_string();
+            assert!(message.contains("gymrelay.toml"), "{message}");
+            assert!(message.contains("http.max_body_bytes"), "{message}");
+
+            jail.create_file("gymrelay.toml", "[htp]\nlisten = \"x\"\n")?;
+            let message = Config::load(Some(Path::new("gymrelay.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                message.contains("htp"),
+                "unknown sections are refused: {message}"
+            );
+
+            let message = Config::load(Some(Path::new("absent.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                message.contains("absent.toml: config file not found"),
+                "{message}"
+            );
+            Ok(())
+        });
+    }
+}

@@ -204,7 +204,7 @@ fn describe(line: &str) -> String {
         "{:<15} {:<42} entity {:<6} {:<9} {}",
         s(&event["studio"]),
         s(&event["type"]),
-        event["entityId"],
+        event["entityId"].to_string(),
         status,
         detail
     )

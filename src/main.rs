@@ -30,8 +30,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    init_logging();
     let cli = Cli::parse();
+    // The demo's own output is the point; its relay only speaks up when something is wrong.
+    init_logging(match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "info",
+    });
     let result = actix_web::rt::System::new().block_on(async move {
         match cli.command {
             Command::Serve { config } => serve(config).await,
@@ -58,9 +62,9 @@ async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     relay.run().await.context("server failed")
 }
 
-fn init_logging() {
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())

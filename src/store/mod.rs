@@ -224,3 +224,98 @@ fn studio_key(studio: &StudioId, suffix: &[u8]) -> Vec<u8> {
     key.extend_from_slice(suffix);
     key
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &std::path::Path) -> Store {
+        Store::open(&StorageConfig {
+            path: dir.join("data"),
+            ..StorageConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn event(id: &str) -> QueuedEvent {
+        QueuedEvent {
+            id: id.into(),
+            event_type: "CUSTOMER_UPDATED".into(),
+            entity_id: Some(1),
+            occurred_at_ms: 0,
+            received_at_ms: 0,
+            content: None,
+            enriched: None,
+            delivered_to: vec![],
+        }
+    }
+
+    #[actix_rt::test]
+    async fn dedupes_per_studio_keeps_order_and_prunes_past_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let (a, b) = (StudioId::parse("a").unwrap(), StudioId::parse("b").unwrap());
+        for id in ["u1", "u2", "u3"] {
+            let outcome = store.intake(&a, id, &[event(id)], 1_000).await.unwrap();
+            assert_eq!(outcome, Intake::Accepted);
+        }
+        assert_eq!(
+            store.intake(&a, "u1", &[event("u1")], 2_000).await.unwrap(),
+            Intake::Duplicate
+        );
+        assert_eq!(
+            store.intake(&b, "u1", &[event("u1")], 2_000).await.unwrap(),
+            Intake::Accepted,
+            "another studio's uuid space"
+        );
+        let pending = store.pending(&a, 10).unwrap();
+        let ids: Vec<_> = pending.iter().map(|e| e.event.id.as_str()).collect();
+        assert_eq!(ids, ["u1", "u2", "u3"]);
+        store.finish(&pending[0]).unwrap();
+        assert_eq!(store.pending_count(&a), 2);
+
+        // u1..u3 of studio a were seen at 1_000, b's u1 at 2_000.
+        assert_eq!(store.prune_seen(1_500).unwrap(), 3);
+        assert_eq!(
+            store.intake(&a, "u1", &[event("u1")], 3_000).await.unwrap(),
+            Intake::Accepted,
+            "forgotten after retention"
+        );
+        assert_eq!(
+            store.intake(&b, "u1", &[event("u1")], 3_000).await.unwrap(),
+            Intake::Duplicate
+        );
+        assert_eq!(
+            store.pending_by_studio().unwrap(),
+            [("a".to_string(), 3), ("b".to_string(), 1)]
+        );
+    }
+
+    #[actix_rt::test]
+    async fn progress_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = StudioId::parse("a").unwrap();
+        {
+            let store = store(dir.path());
+            store.intake(&a, "u1", &[event("u1")], 0).await.unwrap();
+            let mut entry = store.pending(&a, 1).unwrap().remove(0);
+            entry.event.delivered_to.push("file:x".into());
+            store.save(&entry).unwrap();
+            store.sync().await.unwrap();
+        }
+        // The committer thread holds the last handle briefly after the store is dropped.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let store = loop {
+            match Store::open(&StorageConfig {
+                path: dir.path().join("data"),
+                ..StorageConfig::default()
+            }) {
+                Ok(store) => break store,
+                Err(e) if std::time::Instant::now() > deadline => panic!("{e}"),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        };
+        let entry = store.pending(&a, 1).unwrap().remove(0);
+        assert_eq!(entry.event.delivered_to, ["file:x"]);
+    }
+}
