@@ -159,6 +159,8 @@ fn describe(error: figment::Error, file: Option<&Path>) -> String {
 }
 
 #[cfg(test)]
+// figment's Jail closures return its large error type by design.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
