@@ -1,21 +1,24 @@
-//! Starting and stopping the relay: storage, studios, listeners, background pruning.
+//! Starting and stopping the relay: storage, studios, listeners, reload, background pruning.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, Arbiter};
+use actix::Arbiter;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::rt::task::JoinHandle;
 use actix_web::{web, App, HttpServer};
 
 use crate::config::Config;
 use crate::event::now_millis;
+use crate::http::admin::{self, AdminState};
 use crate::http::ingest::{self, IngestState};
-use crate::registry::{self, Registry, StudioHandle};
+use crate::metrics::Metrics;
+use crate::registry;
+use crate::reload::Reloader;
 use crate::store::{Store, StoreError};
-use crate::studio::StudioActor;
+use crate::studios::Studios;
 
 /// How long in-flight acknowledgements get to finish when stopping.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -26,51 +29,50 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Tenants(#[from] registry::DirError),
+    #[error("cannot watch the tenants directory: {0}")]
+    Watch(#[from] notify::Error),
     #[error("cannot listen on {addr}: {reason}")]
     Bind { addr: SocketAddr, reason: String },
 }
 
 /// A started relay. Run it with [`Relay::run`]; stop it with its [`RelayHandle`], SIGINT or SIGTERM.
 pub struct Relay {
-    server: Server,
-    accepting: Arc<AtomicBool>,
+    ingest: Server,
+    admin: Server,
     addr: SocketAddr,
+    admin_addr: SocketAddr,
+    accepting: Arc<AtomicBool>,
     store: Store,
     arbiters: Vec<Arbiter>,
     pruner: JoinHandle<()>,
+    reloader: Reloader,
 }
 
 impl Relay {
-    /// Opens storage, starts one actor per valid studio and binds the ingest listener.
+    /// Opens storage, starts one actor per valid studio and binds both listeners.
     /// Must be called inside an actix system.
     pub async fn start(config: &Config) -> Result<Relay, StartError> {
         let store = Store::open(&config.storage)?;
-        let loaded = registry::load_dir(&config.tenants.dir)?;
-        for error in &loaded.errors {
-            tracing::error!("{error}; studio skipped");
-        }
+        let metrics = Arc::new(Metrics::new());
         // Studio actors live on their own threads, apart from the HTTP workers, so a burst of
         // enrichment or sink work never delays an acknowledgement.
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
-        let mut registry = Registry::default();
-        for (i, tenant) in loaded.tenants.into_iter().enumerate() {
-            let tenant = Arc::new(tenant);
-            let (t, s) = (tenant.clone(), store.clone());
-            let actor = StudioActor::start_in_arbiter(&arbiters[i % threads].handle(), move |_| {
-                StudioActor::new(t, s)
-            });
-            registry.insert(StudioHandle { tenant, actor });
-        }
+        let (studios, _) = Studios::start(
+            &config.tenants.dir,
+            arbiters.iter().map(Arbiter::handle).collect(),
+            store.clone(),
+            metrics.clone(),
+            config.delivery.dead_letter_after,
+        )?;
+        let studios = Arc::new(studios);
+        let registry = studios.registry();
         if registry.is_empty() {
             tracing::warn!(dir = %config.tenants.dir.display(), "no studio loaded: every webhook will get 401");
         }
-        report_orphans(&store, &registry);
-        let known: Vec<String> = registry
-            .studios()
-            .map(|s| s.tenant.id.to_string())
-            .collect();
-        tracing::info!(studios = registry.len(), ids = ?known, "studios loaded");
+        report_orphans(&store, &studios);
+        tracing::info!(studios = registry.len(), "studios loaded");
+        let reloader = Reloader::start(studios.clone())?;
 
         let pruner = spawn_pruner(
             store.clone(),
@@ -79,37 +81,60 @@ impl Relay {
         );
 
         let accepting = Arc::new(AtomicBool::new(true));
-        let state = web::Data::new(IngestState {
-            registry: Arc::new(registry),
+        let ingest_state = web::Data::new(IngestState {
+            studios: studios.clone(),
             store: store.clone(),
+            metrics: metrics.clone(),
             accepting: accepting.clone(),
         });
         let max_body = config.http.max_body_bytes;
-        let mut server = HttpServer::new(move || {
+        let mut ingest = HttpServer::new(move || {
             App::new()
-                .app_data(state.clone())
+                .app_data(ingest_state.clone())
                 .configure(ingest::configure(max_body))
         })
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
         // Signals are handled in `run`, which first turns new webhooks away with 503.
         .disable_signals();
         if config.http.workers > 0 {
-            server = server.workers(config.http.workers);
+            ingest = ingest.workers(config.http.workers);
         }
         let listen = config.http.listen;
-        let server = server.bind(listen).map_err(|e| StartError::Bind {
-            addr: listen,
-            reason: e.to_string(),
-        })?;
-        let addr = server.addrs().first().copied().unwrap_or(listen);
+        let ingest = ingest.bind(listen).map_err(bind_error(listen))?;
+        let addr = ingest.addrs().first().copied().unwrap_or(listen);
+        let ingest = ingest.run();
         tracing::info!(%addr, "listening for webhooks on POST /webhook");
+
+        let admin_state = web::Data::new(AdminState {
+            studios,
+            store: store.clone(),
+            metrics,
+            token: config.admin.token.clone(),
+        });
+        let admin = HttpServer::new(move || {
+            App::new()
+                .app_data(admin_state.clone())
+                .configure(admin::configure)
+        })
+        .workers(1)
+        .shutdown_timeout(1)
+        .disable_signals();
+        let listen = config.admin.listen;
+        let admin = admin.bind(listen).map_err(bind_error(listen))?;
+        let admin_addr = admin.addrs().first().copied().unwrap_or(listen);
+        let admin = admin.run();
+        tracing::info!(addr = %admin_addr, "admin listener: /healthz /readyz /metrics /api");
+
         Ok(Relay {
-            server: server.run(),
-            accepting,
+            ingest,
+            admin,
             addr,
+            admin_addr,
+            accepting,
             store,
             arbiters,
             pruner,
+            reloader,
         })
     }
 
@@ -118,9 +143,14 @@ impl Relay {
         self.addr
     }
 
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
     pub fn handle(&self) -> RelayHandle {
         RelayHandle {
-            server: self.server.handle(),
+            ingest: self.ingest.handle(),
+            admin: self.admin.handle(),
             accepting: self.accepting.clone(),
         }
     }
@@ -134,9 +164,10 @@ impl Relay {
             tracing::info!("stopping: new webhooks get 503, acknowledgements in flight finish");
             handle.stop().await;
         });
-        let result = self.server.await;
+        let (ingest, admin) = futures_util::future::join(self.ingest, self.admin).await;
         signals.abort();
         self.pruner.abort();
+        self.reloader.stop();
         for arbiter in &self.arbiters {
             arbiter.stop();
         }
@@ -147,14 +178,22 @@ impl Relay {
             tracing::error!(error = %e, "final flush failed");
         }
         tracing::info!("stopped");
-        result
+        ingest.and(admin)
+    }
+}
+
+fn bind_error(addr: SocketAddr) -> impl FnOnce(std::io::Error) -> StartError {
+    move |e| StartError::Bind {
+        addr,
+        reason: e.to_string(),
     }
 }
 
 /// Stops a running relay.
 #[derive(Clone)]
 pub struct RelayHandle {
-    server: ServerHandle,
+    ingest: ServerHandle,
+    admin: ServerHandle,
     accepting: Arc<AtomicBool>,
 }
 
@@ -168,7 +207,8 @@ impl RelayHandle {
     /// Refuses new webhooks, lets in-flight ones finish (up to the grace period) and stops.
     pub async fn stop(&self) {
         self.refuse_new_webhooks();
-        self.server.stop(true).await;
+        self.ingest.stop(true).await;
+        self.admin.stop(true).await;
     }
 }
 
@@ -189,10 +229,11 @@ async fn wait_for_signal() {
 }
 
 /// Events on disk for studios that have no (valid) tenant file are kept, and said so.
-fn report_orphans(store: &Store, registry: &Registry) {
+fn report_orphans(store: &Store, studios: &Studios) {
     let Ok(pending) = store.pending_by_studio() else {
         return;
     };
+    let registry = studios.registry();
     for (studio, count) in pending {
         if !registry.studios().any(|s| s.tenant.id.as_str() == studio) {
             tracing::warn!(%studio, pending = count, "events kept on disk for a studio that is not loaded");

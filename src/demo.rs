@@ -66,15 +66,18 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
 
     let mut config = Config::default();
     config.http.listen = args.listen;
+    config.admin.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.storage.path = dir.join("data");
     config.tenants.dir = dir.join("tenants");
     let relay = Relay::start(&config).await?;
     let webhook_url = format!("http://{}/webhook", relay.addr());
+    let admin_url = format!("http://{}", relay.admin_addr());
     let handle = relay.handle();
     let relay_task = actix_web::rt::spawn(relay.run());
 
     println!("gymrelay demo");
     println!("  relay:     POST {webhook_url}");
+    println!("  metrics:   {admin_url}/metrics");
     println!("  open api:  http://{} (simulated, 2 studios)", sim.addr());
     println!("  tenants:   {}", dir.join("tenants").display());
     for path in outputs.values() {

@@ -86,6 +86,8 @@ impl Notification {
                 content: element.content,
                 enriched: None,
                 delivered_to: Vec::new(),
+                attempts: Vec::new(),
+                failing_since_ms: None,
             })
             .collect()
     }
@@ -107,6 +109,32 @@ pub struct QueuedEvent {
     /// Keys of the sinks that have this event.
     #[serde(default)]
     pub delivered_to: Vec<String>,
+    /// Failed attempts, newest last, at most [`MAX_ATTEMPTS`] kept.
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+    /// When the stage now being retried first failed; dead-lettering is measured from here.
+    #[serde(default)]
+    pub failing_since_ms: Option<i64>,
+}
+
+/// How many failed attempts an event remembers (for dead letters and the admin API).
+pub const MAX_ATTEMPTS: usize = 20;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Attempt {
+    pub at_ms: i64,
+    /// `enrichment` or `sink:<key>`.
+    pub stage: String,
+    pub error: String,
+}
+
+/// An event given up on, with why; it can be replayed into its studio's inbox.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeadLetter {
+    pub event: QueuedEvent,
+    pub stage: String,
+    pub reason: String,
+    pub dead_at_ms: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -167,6 +195,20 @@ pub fn format_millis(ms: i64) -> String {
 }
 
 impl QueuedEvent {
+    /// Remembers a failure of `stage`; returns how long that stage has been failing.
+    pub fn record_failure(&mut self, stage: &str, error: &str, now_ms: i64) -> i64 {
+        self.attempts.push(Attempt {
+            at_ms: now_ms,
+            stage: stage.to_string(),
+            error: error.to_string(),
+        });
+        if self.attempts.len() > MAX_ATTEMPTS {
+            self.attempts.remove(0);
+        }
+        let since = *self.failing_since_ms.get_or_insert(now_ms);
+        now_ms - since
+    }
+
     /// The event as sinks receive it, once enriched.
     pub fn to_enriched(&self, studio: &str, result: &EnrichmentResult) -> EnrichedEvent {
         EnrichedEvent {

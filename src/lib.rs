@@ -3,17 +3,22 @@
 
 pub mod app;
 pub mod backoff;
+pub mod check;
 pub mod config;
 pub mod demo;
 pub mod event;
 pub mod http;
+pub mod metrics;
 pub mod openapi;
 pub mod ratelimit;
 pub mod registry;
+pub mod reload;
 pub mod simulate;
 pub mod sink;
+pub mod status;
 pub mod store;
 pub mod studio;
+pub mod studios;
 pub mod tenant;
 
 pub use app::Relay;

@@ -23,6 +23,8 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Check the config and every tenant file; exit non-zero if anything is wrong.
+    Check(gymrelay::check::CheckArgs),
     /// Run the relay with a simulated PerfectGym Next (two studios) for a first look.
     Demo(gymrelay::demo::DemoArgs),
     /// Run the stand-in PerfectGym Next on its own (Open API and webhook sender).
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
     let result = actix_web::rt::System::new().block_on(async move {
         match cli.command {
             Command::Serve { config } => serve(config).await,
+            Command::Check(args) => gymrelay::check::run(args).await.map_err(Into::into),
             Command::Demo(args) => gymrelay::demo::run(args).await.map_err(Into::into),
             Command::Simulate(args) => gymrelay::simulate::run(args).await,
         }

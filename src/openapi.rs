@@ -136,11 +136,31 @@ pub enum Answer {
     RateLimited,
     /// 401/403: the studio's Open API key is wrong or lacks the scope.
     CredentialsRejected(u16),
+    /// The request itself is wrong (400 and other 4xx): retrying cannot help.
+    Permanent {
+        status: u16,
+        reason: String,
+    },
     /// Worth retrying: 503 throttling, 5xx, timeouts, connection errors, unexpected answers.
     Retry {
+        /// None for transport failures.
+        status: Option<u16>,
         reason: String,
         retry_after: Option<Duration>,
     },
+}
+
+impl Answer {
+    /// For metrics: the HTTP status, or "error" when there was no answer.
+    pub fn status_label(&self) -> String {
+        match self {
+            Answer::Found(_) => "200".into(),
+            Answer::NotFound => "404".into(),
+            Answer::RateLimited => "429".into(),
+            Answer::CredentialsRejected(s) | Answer::Permanent { status: s, .. } => s.to_string(),
+            Answer::Retry { status, .. } => status.map_or("error".into(), |s| s.to_string()),
+        }
+    }
 }
 
 /// One studio's Open API client. Lives inside the studio's actor: awc clients are not `Send`.
@@ -182,6 +202,7 @@ impl OpenApiClient {
             Ok(r) => r,
             Err(e) => {
                 return Answer::Retry {
+                    status: None,
                     reason: format!("request failed: {e}"),
                     retry_after: None,
                 }
@@ -198,11 +219,13 @@ impl OpenApiClient {
                 Ok(body) => match serde_json::from_slice(&body) {
                     Ok(value) => Answer::Found(value),
                     Err(e) => Answer::Retry {
+                        status: Some(200),
                         reason: format!("200 with a body that is not JSON: {e}"),
                         retry_after: None,
                     },
                 },
                 Err(e) => Answer::Retry {
+                    status: Some(200),
                     reason: format!("reading the response failed: {e}"),
                     retry_after: None,
                 },
@@ -212,16 +235,41 @@ impl OpenApiClient {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 Answer::CredentialsRejected(status.as_u16())
             }
+            StatusCode::REQUEST_TIMEOUT => Answer::Retry {
+                status: Some(408),
+                reason: "408 request timeout".into(),
+                retry_after,
+            },
+            s if s.is_client_error() => Answer::Permanent {
+                status: s.as_u16(),
+                reason: vendor_message(&mut response)
+                    .await
+                    .unwrap_or_else(|| s.to_string()),
+            },
             s if s.is_redirection() => Answer::Retry {
+                status: Some(s.as_u16()),
                 reason: format!("{s} redirect not followed: check the studio's base_url"),
                 retry_after,
             },
             s => Answer::Retry {
+                status: Some(s.as_u16()),
                 reason: format!("{s}"),
                 retry_after,
             },
         }
     }
+}
+
+/// The vendor's `errorMessage` and `errorCode`, for the dead letter's reason.
+async fn vendor_message<S>(response: &mut awc::ClientResponse<S>) -> Option<String>
+where
+    S: futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin,
+{
+    let body = response.body().limit(64 * 1024).await.ok()?;
+    let error: Value = serde_json::from_slice(&body).ok()?;
+    let message = error.get("errorMessage").and_then(Value::as_str)?;
+    let code = error.get("errorCode").and_then(Value::as_str).unwrap_or("");
+    Some(format!("{} {code}: {message}", response.status()))
 }
 
 #[cfg(test)]
@@ -239,6 +287,8 @@ mod tests {
             content: content.and_then(|c| c.as_object().cloned()),
             enriched: None,
             delivered_to: vec![],
+            attempts: vec![],
+            failing_since_ms: None,
         }
     }
 

@@ -8,6 +8,7 @@ use actix::Addr;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
+use crate::status::StudioStatus;
 use crate::studio::StudioActor;
 use crate::tenant::{self, StudioId, Tenant, TenantError};
 
@@ -76,13 +77,16 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, DirError> {
     Ok(loaded)
 }
 
-/// A running studio as the ingest sees it.
+/// A running studio as the ingest and the admin API see it.
+#[derive(Clone)]
 pub struct StudioHandle {
     pub tenant: Arc<Tenant>,
     pub actor: Addr<StudioActor>,
+    pub status: Arc<StudioStatus>,
 }
 
-/// Running studios, by id and by webhook key.
+/// One immutable snapshot of the running studios, by id and by webhook key. A reload builds a
+/// new one and swaps it in whole, so a lookup never sees half an edit.
 #[derive(Default)]
 pub struct Registry {
     by_key: HashMap<KeyHash, StudioId>,
@@ -104,6 +108,10 @@ impl Registry {
         self.by_key
             .get(&hash_key(key))
             .and_then(|id| self.studios.get(id))
+    }
+
+    pub fn get(&self, id: &StudioId) -> Option<&StudioHandle> {
+        self.studios.get(id)
     }
 
     pub fn studios(&self) -> impl Iterator<Item = &StudioHandle> {

@@ -1,6 +1,7 @@
 //! One actor per studio. It owns the studio's Open API client, budget and sinks, drains the
 //! studio's inbox in arrival order with at most one Open API request in flight, and removes an
-//! event only once every sink has it.
+//! event only once every sink has it. What keeps failing past `dead_letter_after` is moved to
+//! the dead letters; nothing is dropped.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -10,33 +11,77 @@ use actix::prelude::*;
 use tokio::sync::Notify;
 
 use crate::backoff::Backoff;
-use crate::event::{Enrichment, EnrichmentResult, EnrichmentStatus};
+use crate::event::{now_millis, DeadLetter, Enrichment, EnrichmentResult, EnrichmentStatus};
+use crate::metrics::Metrics;
 use crate::openapi::{route, Answer, OpenApiClient, Route};
 use crate::ratelimit::{Budget, WINDOW};
 use crate::sink::Sink;
+use crate::status::{EndpointUse, StudioState, StudioStatus};
 use crate::store::{InboxEntry, Store};
 use crate::tenant::Tenant;
 
 /// How long to wait before looking at the store again after it failed.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
+/// What a studio shares with the rest of the relay.
+#[derive(Clone)]
+pub struct StudioDeps {
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub status: Arc<StudioStatus>,
+    pub dead_letter_after: Duration,
+}
+
 /// Tells a studio that its inbox has something new.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Wake;
 
+/// A new version of the studio's tenant file: the worker restarts with it. Cancelling the old
+/// worker and starting the new one happen in one handler, so two never run at once.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reconfigure(pub Arc<Tenant>);
+
+/// The tenant file is gone: stop; the studio's events stay on disk.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
 pub struct StudioActor {
     tenant: Arc<Tenant>,
-    store: Store,
+    deps: StudioDeps,
     wake: Rc<Notify>,
+    worker: Option<SpawnHandle>,
 }
 
 impl StudioActor {
-    pub fn new(tenant: Arc<Tenant>, store: Store) -> StudioActor {
+    pub fn new(tenant: Arc<Tenant>, deps: StudioDeps) -> StudioActor {
         StudioActor {
             tenant,
-            store,
+            deps,
             wake: Rc::new(Notify::new()),
+            worker: None,
+        }
+    }
+
+    fn start_worker(&mut self, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.worker.take() {
+            ctx.cancel_future(handle);
+        }
+        // Clients are built here, on the actor's own thread: awc clients are not `Send`.
+        match Worker::new(self.tenant.clone(), self.deps.clone(), self.wake.clone()) {
+            Ok(worker) => {
+                self.worker = Some(ctx.spawn(actix::fut::wrap_future(worker.run())));
+                // Look at the inbox at once: the new worker has no memory of earlier wake-ups.
+                self.wake.notify_one();
+            }
+            Err(reason) => {
+                tracing::error!(studio = %self.tenant.id, %reason, "studio cannot start");
+                self.deps
+                    .status
+                    .set_state(StudioState::ConfigError, Some(reason));
+            }
         }
     }
 }
@@ -45,15 +90,7 @@ impl Actor for StudioActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // Clients are built here, on the actor's own thread: awc clients are not `Send`.
-        match Worker::new(self.tenant.clone(), self.store.clone(), self.wake.clone()) {
-            Ok(worker) => {
-                ctx.spawn(actix::fut::wrap_future(worker.run()));
-            }
-            Err(reason) => {
-                tracing::error!(studio = %self.tenant.id, %reason, "studio cannot start");
-            }
-        }
+        self.start_worker(ctx);
     }
 }
 
@@ -66,17 +103,41 @@ impl Handler<Wake> for StudioActor {
     }
 }
 
+impl Handler<Reconfigure> for StudioActor {
+    type Result = ();
+
+    fn handle(&mut self, Reconfigure(tenant): Reconfigure, ctx: &mut Self::Context) {
+        self.tenant = tenant;
+        self.start_worker(ctx);
+        tracing::info!(studio = %self.tenant.id, "studio reconfigured");
+    }
+}
+
+impl Handler<Retire> for StudioActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
 struct Worker {
     tenant: Arc<Tenant>,
-    store: Store,
+    deps: StudioDeps,
     wake: Rc<Notify>,
     open_api: OpenApiClient,
     budget: Budget,
     sinks: Vec<(String, Sink)>,
 }
 
+/// Why an event is given up on.
+struct Dead {
+    stage: String,
+    reason: String,
+}
+
 impl Worker {
-    fn new(tenant: Arc<Tenant>, store: Store, wake: Rc<Notify>) -> Result<Worker, String> {
+    fn new(tenant: Arc<Tenant>, deps: StudioDeps, wake: Rc<Notify>) -> Result<Worker, String> {
         let open_api = OpenApiClient::new(
             &tenant.open_api.base_url,
             &tenant.open_api.api_key,
@@ -92,7 +153,7 @@ impl Worker {
         Ok(Worker {
             budget: Budget::new(tenant.open_api.requests_per_minute),
             tenant,
-            store,
+            deps,
             wake,
             open_api,
             sinks,
@@ -101,8 +162,9 @@ impl Worker {
 
     async fn run(mut self) {
         tracing::info!(studio = %self.tenant.id, "studio running");
+        self.deps.status.set_state(StudioState::Running, None);
         loop {
-            match self.store.pending(&self.tenant.id, 1) {
+            match self.deps.store.pending(&self.tenant.id, 1) {
                 Ok(mut entries) => match entries.pop() {
                     Some(entry) => self.process(entry).await,
                     None => self.wake.notified().await,
@@ -116,71 +178,127 @@ impl Worker {
     }
 
     /// Enriches (unless already done before a restart), delivers to every sink that does not
-    /// have it yet, then removes the event. Returns only when the event is done.
+    /// have it yet, then removes the event. Returns when the event is delivered or buried.
     async fn process(&mut self, mut entry: InboxEntry) {
+        let outcome = self.enrich_and_deliver(&mut entry).await;
+        let studio = self.tenant.id.clone();
+        match outcome {
+            Ok(status) => {
+                tracing::debug!(%studio, id = %entry.event.id, r#type = %entry.event.event_type, ?status, "delivered");
+                while let Err(e) = self.deps.store.finish(&entry) {
+                    tracing::error!(%studio, error = %e, "cannot remove a delivered event");
+                    actix_rt::time::sleep(STORE_RETRY).await;
+                }
+            }
+            Err(Dead { stage, reason }) => {
+                tracing::error!(%studio, id = %entry.event.id, %stage, %reason, "moved to the dead letters");
+                let letter = DeadLetter {
+                    event: entry.event.clone(),
+                    stage,
+                    reason,
+                    dead_at_ms: now_millis(),
+                };
+                while let Err(e) = self.deps.store.bury(&entry, &letter) {
+                    tracing::error!(%studio, error = %e, "cannot move an event to the dead letters");
+                    actix_rt::time::sleep(STORE_RETRY).await;
+                }
+            }
+        }
+        self.deps.status.set_state(StudioState::Running, None);
+    }
+
+    async fn enrich_and_deliver(
+        &mut self,
+        entry: &mut InboxEntry,
+    ) -> Result<EnrichmentStatus, Dead> {
         let result = match entry.event.enriched.clone() {
             Some(result) => result,
             None => {
-                let result = self.enrich(&entry).await;
+                let result = self.enrich(entry).await?;
                 entry.event.enriched = Some(result.clone());
-                self.save(&entry).await;
+                entry.event.failing_since_ms = None;
+                self.save(entry).await;
                 result
             }
         };
         let enriched = entry.event.to_enriched(self.tenant.id.as_str(), &result);
-        let body = match serde_json::to_vec(&enriched) {
-            Ok(body) => body,
-            Err(e) => {
-                tracing::error!(studio = %self.tenant.id, id = %entry.event.id, error = %e, "cannot encode event");
-                return;
-            }
-        };
+        let body = serde_json::to_vec(&enriched).map_err(|e| Dead {
+            stage: "encoding".into(),
+            reason: e.to_string(),
+        })?;
         for (key, sink) in &self.sinks {
             if entry.event.delivered_to.contains(key) {
                 continue;
             }
+            let stage = format!("sink:{key}");
+            let labels = [self.tenant.id.as_str(), key.as_str()];
             let mut attempt = 0;
             loop {
                 match sink.deliver(&entry.event.id, &body).await {
-                    Ok(()) => break,
+                    Ok(()) => {
+                        self.deps
+                            .metrics
+                            .sink_deliveries
+                            .with_label_values(&[labels[0], labels[1], "delivered"])
+                            .inc();
+                        break;
+                    }
                     Err(e) => {
+                        self.deps
+                            .metrics
+                            .sink_deliveries
+                            .with_label_values(&[labels[0], labels[1], "failed"])
+                            .inc();
                         attempt += 1;
+                        let error = e.to_string();
+                        let failing_for = entry.event.record_failure(&stage, &error, now_millis());
+                        if failing_for >= self.dead_letter_after_ms() {
+                            return Err(Dead {
+                                stage,
+                                reason: format!("sink kept failing: {error}"),
+                            });
+                        }
+                        self.save(entry).await;
                         let delay = Backoff::TRANSIENT.delay(attempt, None);
-                        tracing::warn!(studio = %self.tenant.id, id = %entry.event.id, sink = %key, attempt, error = %e, retry_in = ?delay, "sink delivery failed");
+                        tracing::warn!(studio = %self.tenant.id, id = %entry.event.id, sink = %key, attempt, %error, retry_in = ?delay, "sink delivery failed");
+                        self.deps
+                            .status
+                            .set_state(StudioState::Retrying, Some(format!("{key}: {error}")));
                         actix_rt::time::sleep(delay).await;
                     }
                 }
             }
             entry.event.delivered_to.push(key.clone());
+            entry.event.failing_since_ms = None;
             if self.sinks.len() > 1 {
-                self.save(&entry).await;
+                self.save(entry).await;
             }
         }
-        tracing::debug!(studio = %self.tenant.id, id = %entry.event.id, r#type = %entry.event.event_type, status = ?result.enrichment.status, "delivered");
-        while let Err(e) = self.store.finish(&entry) {
-            tracing::error!(studio = %self.tenant.id, error = %e, "cannot remove a delivered event");
-            actix_rt::time::sleep(STORE_RETRY).await;
-        }
+        Ok(result.enrichment.status)
+    }
+
+    fn dead_letter_after_ms(&self) -> i64 {
+        i64::try_from(self.deps.dead_letter_after.as_millis()).unwrap_or(i64::MAX)
     }
 
     async fn save(&self, entry: &InboxEntry) {
-        while let Err(e) = self.store.save(entry) {
+        while let Err(e) = self.deps.store.save(entry) {
             tracing::error!(studio = %self.tenant.id, error = %e, "cannot record progress");
             actix_rt::time::sleep(STORE_RETRY).await;
         }
     }
 
-    async fn enrich(&mut self, entry: &InboxEntry) -> EnrichmentResult {
+    async fn enrich(&mut self, entry: &mut InboxEntry) -> Result<EnrichmentResult, Dead> {
         let (endpoint, path) = match route(&entry.event) {
             Route::Skip { reason } => {
-                return EnrichmentResult {
+                return Ok(EnrichmentResult {
                     enrichment: Enrichment {
                         status: EnrichmentStatus::Skipped,
                         request: None,
                         reason: Some(reason.to_string()),
                     },
                     entity: None,
-                }
+                })
             }
             Route::Fetch { endpoint, path } => (endpoint, path),
         };
@@ -190,11 +308,22 @@ impl Worker {
         let mut rejections = 0;
         loop {
             self.wait_for_budget(endpoint).await;
-            let (status, entity) = match self.open_api.get(&path).await {
+            let answer = self.open_api.get(&path).await;
+            self.deps
+                .metrics
+                .openapi_requests
+                .with_label_values(&[studio.as_str(), endpoint, &answer.status_label()])
+                .inc();
+            let (status, entity) = match answer {
                 Answer::Found(entity) => (EnrichmentStatus::Fetched, Some(entity)),
                 Answer::NotFound => (EnrichmentStatus::NotFound, None),
                 Answer::RateLimited => {
                     tracing::warn!(%studio, endpoint, "Open API answered 429: holding this endpoint for a minute");
+                    self.deps
+                        .metrics
+                        .openapi_holds
+                        .with_label_values(&[studio.as_str(), endpoint])
+                        .inc();
                     self.budget.endpoint(endpoint).hold(Instant::now() + WINDOW);
                     continue;
                 }
@@ -202,38 +331,93 @@ impl Worker {
                     rejections += 1;
                     let delay = Backoff::CREDENTIALS.delay(rejections, None);
                     tracing::error!(%studio, status = code, retry_in = ?delay, "Open API rejected the studio's key: events are kept until it is fixed");
+                    self.deps.status.set_state(
+                        StudioState::CredentialsRejected,
+                        Some(format!("Open API answered {code} to the studio's key")),
+                    );
                     actix_rt::time::sleep(delay).await;
                     continue;
+                }
+                Answer::Permanent { reason, .. } => {
+                    entry
+                        .event
+                        .record_failure("enrichment", &reason, now_millis());
+                    return Err(Dead {
+                        stage: "enrichment".into(),
+                        reason: format!("{request}: {reason}"),
+                    });
                 }
                 Answer::Retry {
                     reason,
                     retry_after,
+                    ..
                 } => {
                     failures += 1;
+                    let failing_for =
+                        entry
+                            .event
+                            .record_failure("enrichment", &reason, now_millis());
+                    if failing_for >= self.dead_letter_after_ms() {
+                        return Err(Dead {
+                            stage: "enrichment".into(),
+                            reason: format!("{request} kept failing: {reason}"),
+                        });
+                    }
+                    self.save(entry).await;
                     let delay = Backoff::TRANSIENT.delay(failures, retry_after);
                     tracing::warn!(%studio, %request, %reason, attempt = failures, retry_in = ?delay, "Open API request failed");
+                    self.deps
+                        .status
+                        .set_state(StudioState::Retrying, Some(format!("{request}: {reason}")));
                     actix_rt::time::sleep(delay).await;
                     continue;
                 }
             };
-            return EnrichmentResult {
+            return Ok(EnrichmentResult {
                 enrichment: Enrichment {
                     status,
                     request: Some(request),
                     reason: None,
                 },
                 entity,
-            };
+            });
         }
     }
 
     async fn wait_for_budget(&mut self, endpoint: &'static str) {
+        let started = Instant::now();
         loop {
             let now = Instant::now();
-            match self.budget.endpoint(endpoint).try_acquire(now) {
-                Ok(()) => return,
-                Err(at) => actix_rt::time::sleep(at.saturating_duration_since(now)).await,
+            let limiter = self.budget.endpoint(endpoint);
+            match limiter.try_acquire(now) {
+                Ok(()) => {
+                    let usage = EndpointUse {
+                        used: limiter.used(now),
+                        limit: self.tenant.open_api.requests_per_minute,
+                        held_for_seconds: None,
+                    };
+                    self.deps.status.budget(endpoint, usage);
+                    break;
+                }
+                Err(at) => {
+                    let held = limiter.held_until(now).map(|u| (u - now).as_secs());
+                    let usage = EndpointUse {
+                        used: limiter.used(now),
+                        limit: self.tenant.open_api.requests_per_minute,
+                        held_for_seconds: held,
+                    };
+                    self.deps.status.budget(endpoint, usage);
+                    actix_rt::time::sleep(at.saturating_duration_since(now)).await
+                }
             }
+        }
+        let waited = started.elapsed().as_secs_f64();
+        if waited > 0.0 {
+            self.deps
+                .metrics
+                .limiter_wait_seconds
+                .with_label_values(&[self.tenant.id.as_str(), endpoint])
+                .inc_by(waited);
         }
     }
 }

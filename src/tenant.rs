@@ -61,6 +61,8 @@ pub struct Tenant {
     pub open_api: OpenApiSettings,
     pub events: EventFilter,
     pub sinks: Vec<SinkSettings>,
+    /// Identifies this exact version, secrets included, so a reload restarts only what changed.
+    pub fingerprint: [u8; 32],
 }
 
 #[derive(Debug, Clone)]
@@ -186,7 +188,30 @@ pub fn load(path: &Path) -> Result<Tenant, TenantError> {
     let text = std::fs::read_to_string(path).map_err(|e| err("(file)", e.to_string()))?;
     let raw: TenantFile = parse(&text).map_err(|(field, reason)| err(&field, reason))?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    build(id, raw, path, dir, &err)
+    let mut tenant = build(id, raw, path, dir, &err)?;
+    tenant.fingerprint = fingerprint(&text, &tenant);
+    Ok(tenant)
+}
+
+/// Changes whenever the file or any secret it points to changes (a key rotated in a `_file`
+/// or `_env` counts as an edit).
+fn fingerprint(text: &str, tenant: &Tenant) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(text.as_bytes());
+    let secrets = tenant
+        .webhook_keys
+        .iter()
+        .chain(std::iter::once(&tenant.open_api.api_key))
+        .chain(tenant.sinks.iter().filter_map(|s| match s {
+            SinkSettings::Http { secret, .. } => Some(secret),
+            _ => None,
+        }));
+    for secret in secrets {
+        hash.update([0]);
+        hash.update(secret.expose_secret().as_bytes());
+    }
+    hash.finalize().into()
 }
 
 fn build(
@@ -255,6 +280,7 @@ fn build(
         name: raw.name.unwrap_or_else(|| id.to_string()),
         id,
         file: file.to_path_buf(),
+        fingerprint: [0; 32],
         webhook_keys,
         open_api,
         events,
@@ -396,13 +422,33 @@ fn from_env(
         .map_err(|_| err(field, format!("environment variable {var} is not set")))
 }
 
+/// Reads a secret from a file, refusing one that other accounts on the host can read: such a
+/// key has to be treated as leaked, and refusing it at load time is the only moment anyone sees it.
 fn from_file(
     field: &str,
     path: &Path,
     err: &dyn Fn(&str, String) -> TenantError,
 ) -> Result<SecretString, TenantError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| err(field, format!("cannot read {}: {e}", path.display())))?;
+    let cannot_read =
+        |e: std::io::Error| err(field, format!("cannot read {}: {e}", path.display()));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(cannot_read)?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(err(
+                field,
+                format!(
+                    "{} is readable by group or others; chmod 600 it",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    let text = std::fs::read_to_string(path).map_err(cannot_read)?;
     Ok(SecretString::from(text.trim().to_string()))
 }
 
@@ -507,6 +553,41 @@ mod tests {
 
         let e = load(&write(dir.path(), "bad name.toml", GOOD)).unwrap_err();
         assert_eq!(e.field, "(file name)");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn refuses_a_secret_file_others_can_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = write(dir.path(), "openapi.key", "secret-from-file\n");
+        let text = GOOD.replace(
+            "api_key = \"secret-openapi\"",
+            "api_key_file = \"openapi.key\"",
+        );
+        let tenant = write(dir.path(), "s.toml", &text);
+
+        for loose in [0o644, 0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(loose)).unwrap();
+            let e = load(&tenant).unwrap_err();
+            assert_eq!(e.field, "open_api.api_key_file", "{loose:o}: {e}");
+            assert_eq!(
+                e.reason,
+                format!(
+                    "{} is readable by group or others; chmod 600 it",
+                    key.display()
+                ),
+                "{loose:o}"
+            );
+            assert!(!e.to_string().contains("secret-from-file"), "{e}");
+        }
+
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let t = load(&tenant).unwrap();
+        assert_eq!(t.open_api.api_key.expose_secret(), "secret-from-file");
+
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(load(&tenant).is_ok(), "read-only for the owner is fine");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes};
@@ -10,13 +11,15 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde_json::json;
 
 use crate::event::{now_millis, Notification};
-use crate::registry::Registry;
+use crate::metrics::Metrics;
 use crate::store::{Intake, Store};
 use crate::studio::Wake;
+use crate::studios::Studios;
 
 pub struct IngestState {
-    pub registry: Arc<Registry>,
+    pub studios: Arc<Studios>,
     pub store: Store,
+    pub metrics: Arc<Metrics>,
     /// False once shutdown has begun.
     pub accepting: Arc<AtomicBool>,
 }
@@ -30,56 +33,102 @@ pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) 
 }
 
 async fn receive(req: HttpRequest, body: Bytes, state: web::Data<IngestState>) -> HttpResponse {
+    let started = Instant::now();
+    let mut seen = Seen::default();
+    let (outcome, response) = handle(&req, &body, &state, &mut seen).await;
+    let studio = seen.studio.as_deref().unwrap_or("unknown");
+    state
+        .metrics
+        .webhooks
+        .with_label_values(&[studio, outcome])
+        .inc();
+    let latency = started.elapsed();
+    state.metrics.ack_seconds.observe(latency.as_secs_f64());
+    tracing::debug!(
+        studio,
+        uuid = seen.uuid.as_deref().unwrap_or(""),
+        r#type = seen.event_type.as_deref().unwrap_or(""),
+        outcome,
+        latency_ms = latency.as_secs_f64() * 1000.0,
+        "webhook"
+    );
+    response
+}
+
+/// What is known about a request, for its log line and metrics.
+#[derive(Default)]
+struct Seen {
+    studio: Option<String>,
+    uuid: Option<String>,
+    event_type: Option<String>,
+}
+
+/// Returns the outcome label and the answer.
+async fn handle(
+    req: &HttpRequest,
+    body: &[u8],
+    state: &IngestState,
+    seen: &mut Seen,
+) -> (&'static str, HttpResponse) {
     if !state.accepting.load(Ordering::SeqCst) {
-        return error(
+        let answer = error(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting down, please retry",
         );
+        return ("unavailable", answer);
     }
-    let studio = req
-        .headers()
-        .get("x-api-key")
-        .and_then(|key| state.registry.by_webhook_key(key.as_bytes()));
+    // Cloned out of the snapshot so a reload during the durable write is harmless.
+    let studio = req.headers().get("x-api-key").and_then(|key| {
+        state
+            .studios
+            .registry()
+            .by_webhook_key(key.as_bytes())
+            .cloned()
+    });
     let Some(studio) = studio else {
         // The same answer for a missing, unknown or removed key: it must not reveal which exist.
-        return error(StatusCode::UNAUTHORIZED, "missing or unknown x-api-key");
+        let answer = error(StatusCode::UNAUTHORIZED, "missing or unknown x-api-key");
+        return ("unauthorized", answer);
     };
-    let notification = match Notification::parse(&body) {
+    let id = studio.tenant.id.to_string();
+    seen.studio = Some(id.clone());
+    let notification = match Notification::parse(body) {
         Ok(n) => n,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &e.0),
+        Err(e) => return ("invalid", error(StatusCode::BAD_REQUEST, &e.0)),
     };
     let uuid = notification.uuid.clone();
+    seen.uuid = Some(uuid.clone());
+    seen.event_type = notification.payload.first().map(|p| p.event_type.clone());
+    let now = now_millis();
     let events: Vec<_> = notification
-        .into_events(now_millis())
+        .into_events(now)
         .into_iter()
         .filter(|e| studio.tenant.events.allows(&e.event_type))
         .collect();
     let filtered = events.is_empty();
-    match state
+    let outcome = match state
         .store
-        .intake(&studio.tenant.id, &uuid, &events, now_millis())
+        .intake(&studio.tenant.id, &uuid, &events, now)
         .await
     {
+        Ok(Intake::Accepted) if filtered => "filtered",
         Ok(Intake::Accepted) => {
-            if !filtered {
-                studio.actor.do_send(Wake);
-            }
-            let status = if filtered { "filtered" } else { "accepted" };
-            tracing::debug!(studio = %studio.tenant.id, %uuid, status, "webhook");
-            HttpResponse::Ok().json(json!({"status": status, "uuid": uuid}))
+            studio.status.event_received(now);
+            studio.actor.do_send(Wake);
+            "accepted"
         }
-        Ok(Intake::Duplicate) => {
-            tracing::debug!(studio = %studio.tenant.id, %uuid, status = "duplicate", "webhook");
-            HttpResponse::Ok().json(json!({"status": "duplicate", "uuid": uuid}))
-        }
+        Ok(Intake::Duplicate) => "duplicate",
         Err(e) => {
-            tracing::error!(studio = %studio.tenant.id, %uuid, error = %e, "cannot store a webhook");
-            error(
+            tracing::error!(studio = %id, %uuid, error = %e, "cannot store a webhook");
+            let answer = error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage unavailable, please retry",
-            )
+            );
+            return ("unavailable", answer);
         }
-    }
+    };
+    let answer = HttpResponse::Ok().json(json!({"status": outcome, "uuid": uuid}));
+    (outcome, answer)
 }
 
 fn error(status: StatusCode, message: &str) -> HttpResponse {

@@ -1,3 +1,4 @@
 //! The HTTP listeners.
 
+pub mod admin;
 pub mod ingest;

@@ -9,13 +9,15 @@ pub use committer::CommitError;
 use committer::Committer;
 
 use crate::config::StorageConfig;
-use crate::event::QueuedEvent;
+use crate::event::{DeadLetter, QueuedEvent};
 use crate::tenant::StudioId;
 
 /// Tree names say what maps to what.
 const SEEN: &str = "studio-uuid-seen_at";
 const SEEN_EXPIRY: &str = "seen_at-studio-uuid";
 const INBOX: &str = "studio-seq-event";
+/// Same keys as the inbox: an event keeps its key when buried and when replayed.
+const DEAD: &str = "studio-seq-dead_letter";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -49,7 +51,17 @@ pub struct Store {
     seen: sled::Tree,
     seen_expiry: sled::Tree,
     inbox: sled::Tree,
+    dead: sled::Tree,
     committer: Committer,
+}
+
+/// A dead letter with its id (`<studio>:<sequence>`), as listed by the admin API.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadLetterEntry {
+    pub id: String,
+    pub studio: String,
+    #[serde(flatten)]
+    pub letter: DeadLetter,
 }
 
 impl Store {
@@ -75,6 +87,7 @@ impl Store {
             seen: db.open_tree(SEEN)?,
             seen_expiry: db.open_tree(SEEN_EXPIRY)?,
             inbox: db.open_tree(INBOX)?,
+            dead: db.open_tree(DEAD)?,
             db,
             committer,
         })
@@ -126,11 +139,7 @@ impl Store {
                 }
                 Ok::<_, ConflictableTransactionError<()>>(Intake::Accepted)
             });
-        match result {
-            Ok(outcome) => Ok(outcome),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
-            Err(TransactionError::Abort(())) => Err(StoreError::Corrupt("aborted".into())),
-        }
+        transaction_result(result)
     }
 
     /// The oldest events waiting for `studio`, in arrival order.
@@ -169,6 +178,78 @@ impl Store {
     pub fn finish(&self, entry: &InboxEntry) -> Result<(), StoreError> {
         self.inbox.remove(&entry.key[..])?;
         Ok(())
+    }
+
+    /// Moves an event from the inbox to the dead letters, in one transaction.
+    pub fn bury(&self, entry: &InboxEntry, letter: &DeadLetter) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(letter).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let result = (&self.inbox, &self.dead).transaction(|(inbox, dead)| {
+            inbox.remove(&entry.key[..])?;
+            dead.insert(&entry.key[..], &value[..])?;
+            Ok::<_, ConflictableTransactionError<()>>(())
+        });
+        transaction_result(result)
+    }
+
+    /// Dead letters of one studio, or of all, oldest first.
+    pub fn dead_letters(
+        &self,
+        studio: Option<&StudioId>,
+    ) -> Result<Vec<DeadLetterEntry>, StoreError> {
+        let prefix = studio.map(|s| studio_key(s, b"")).unwrap_or_default();
+        self.dead
+            .scan_prefix(prefix)
+            .map(|item| {
+                let (key, value) = item?;
+                let letter: DeadLetter = serde_json::from_slice(&value)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let (studio, seq) = split_key(&key)?;
+                Ok(DeadLetterEntry {
+                    id: format!("{studio}:{seq}"),
+                    studio,
+                    letter,
+                })
+            })
+            .collect()
+    }
+
+    pub fn dead_letter_count(&self, studio: &StudioId) -> usize {
+        self.dead.scan_prefix(studio_key(studio, b"")).count()
+    }
+
+    /// Puts a dead letter back into its studio's inbox at its original place, so it is next.
+    /// An event buried while enriching is fetched again; one buried at a sink keeps its
+    /// snapshot and goes only to the sinks that do not have it. Returns its studio.
+    pub fn replay(&self, id: &str) -> Result<Option<StudioId>, StoreError> {
+        let Some((studio, seq)) = id.rsplit_once(':') else {
+            return Ok(None);
+        };
+        let (Ok(studio), Ok(seq)) = (StudioId::parse(studio), seq.parse::<u64>()) else {
+            return Ok(None);
+        };
+        let key = studio_key(&studio, &seq.to_be_bytes());
+        let result = (&self.inbox, &self.dead).transaction(|(inbox, dead)| {
+            let Some(value) = dead.remove(&key[..])? else {
+                return Ok(false);
+            };
+            let mut letter: DeadLetter = serde_json::from_slice(&value)
+                .map_err(|_| ConflictableTransactionError::Abort(()))?;
+            if letter.stage == "enrichment" {
+                letter.event.enriched = None;
+            }
+            letter.event.failing_since_ms = None;
+            let event = serde_json::to_vec(&letter.event)
+                .map_err(|_| ConflictableTransactionError::Abort(()))?;
+            inbox.insert(&key[..], event)?;
+            Ok(true)
+        });
+        Ok(transaction_result(result)?.then_some(studio))
+    }
+
+    /// Age in milliseconds of the oldest waiting event of `studio`, relative to `now_ms`.
+    pub fn oldest_pending_age_ms(&self, studio: &StudioId, now_ms: i64) -> Option<i64> {
+        let head = self.pending(studio, 1).ok()?.pop()?;
+        Some((now_ms - head.event.received_at_ms).max(0))
     }
 
     /// Forgets uuids first seen before `cutoff_ms`; returns how many.
@@ -216,6 +297,25 @@ impl Store {
     }
 }
 
+fn transaction_result<T>(result: Result<T, TransactionError<()>>) -> Result<T, StoreError> {
+    match result {
+        Ok(value) => Ok(value),
+        Err(TransactionError::Storage(e)) => Err(e.into()),
+        Err(TransactionError::Abort(())) => Err(StoreError::Corrupt("unreadable entry".into())),
+    }
+}
+
+/// Splits `studio \0 seq` back into its parts.
+fn split_key(key: &[u8]) -> Result<(String, u64), StoreError> {
+    let corrupt = || StoreError::Corrupt("malformed key".into());
+    let nul = key.iter().position(|b| *b == 0).ok_or_else(corrupt)?;
+    let seq: [u8; 8] = key[nul + 1..].try_into().map_err(|_| corrupt())?;
+    Ok((
+        String::from_utf8_lossy(&key[..nul]).into_owned(),
+        u64::from_be_bytes(seq),
+    ))
+}
+
 /// `studio \0 suffix`: studio ids never contain NUL, so a studio's keys form one prefix range.
 fn studio_key(studio: &StudioId, suffix: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(studio.as_str().len() + 1 + suffix.len());
@@ -247,6 +347,8 @@ mod tests {
             content: None,
             enriched: None,
             delivered_to: vec![],
+            attempts: vec![],
+            failing_since_ms: None,
         }
     }
 

@@ -38,6 +38,9 @@ impl ChildRelay {
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !line.contains("listening for webhooks") {
+                    continue;
+                }
                 if let Some(addr) = line.split("addr=").nth(1) {
                     let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_string());
                 }
@@ -78,7 +81,7 @@ impl ChildRelay {
 
 fn write_config(dir: &Path) {
     let config = format!(
-        "[http]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = {:?}\n[tenants]\ndir = {:?}\n",
+        "[http]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = {:?}\n[tenants]\ndir = {:?}\n",
         dir.join("data").display().to_string(),
         dir.join("tenants").display().to_string(),
     );

@@ -10,6 +10,7 @@ use gymrelay::{Config, Relay};
 use serde_json::{json, Value};
 
 pub const DEADLINE: Duration = Duration::from_secs(20);
+pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 /// A studio for a test: its id, webhook key and Open API key are derived from the id.
 pub struct Studio {
@@ -92,6 +93,8 @@ pub fn config_for(dir: &Path) -> Config {
     let mut config = Config::default();
     config.http.listen = "127.0.0.1:0".parse().unwrap();
     config.http.workers = 2;
+    config.admin.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin.token = Some(ADMIN_TOKEN.to_string().into());
     config.storage.path = dir.join("data");
     config.tenants.dir = dir.join("tenants");
     config

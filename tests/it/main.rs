@@ -1,5 +1,6 @@
 //! Black-box tests: the real relay on 127.0.0.1 with a temp data dir and the simulated Open API.
 
+mod check;
 mod crash;
 mod demo;
 mod enrichment;

@@ -1,0 +1,286 @@
+//! `gymrelay check`: loads the config and every tenant file exactly as `serve` would and says
+//! what is wrong with each, so a partner finds a broken studio file before a restart skips that
+//! studio. `--online` also asks each studio's Open API whether its key is accepted, since a
+//! wrong key otherwise only shows up as events piling up in the inbox.
+
+use std::collections::HashSet;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use awc::http::header::HeaderValue;
+use awc::http::StatusCode;
+use futures_util::future::join_all;
+use secrecy::ExposeSecret;
+
+use crate::config::{Config, HttpConfig};
+use crate::registry;
+use crate::tenant::Tenant;
+
+/// Per probe. The vendor answers a HEAD at once; a slow answer is as bad as none for the relay.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Extra time a probe gets beyond awc's own timeout before it is abandoned anyway, so the whole
+/// check is bounded by `PROBE_TIMEOUT + PROBE_GRACE` however the network misbehaves.
+const PROBE_GRACE: Duration = Duration::from_secs(1);
+
+/// The endpoint probed: cheap, and every studio's key may read it.
+const PROBE_PATH: &str = "/v1/studios/information";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckArgs {
+    /// Config file; without it ./gymrelay.toml is used if present, else built-in defaults.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Also probe each studio's Open API key with a HEAD request (all at once, 5 s each).
+    #[arg(long)]
+    pub online: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("{count} {} found", plural(*count, "problem", "problems"))]
+    Problems { count: usize },
+    #[error("cannot write the report: {0}")]
+    Output(#[from] io::Error),
+}
+
+/// The config file `serve` would use: the given one, else `./gymrelay.toml` if it exists, else
+/// none (built-in defaults and the environment).
+pub fn config_file(explicit: Option<PathBuf>) -> Option<PathBuf> {
+    explicit.or_else(|| {
+        let default = PathBuf::from("gymrelay.toml");
+        default.exists().then_some(default)
+    })
+}
+
+/// Runs the check and prints the report on stdout. An error means at least one problem.
+/// Must be called inside an actix system (the probes use awc).
+pub async fn run(args: CheckArgs) -> Result<(), CheckError> {
+    let count = check(&args, &mut io::stdout()).await?;
+    if count == 0 {
+        Ok(())
+    } else {
+        Err(CheckError::Problems { count })
+    }
+}
+
+/// Writes one line per problem or warning, then a summary line; returns the number of problems.
+pub async fn check(args: &CheckArgs, out: &mut impl Write) -> io::Result<usize> {
+    let file = config_file(args.config.clone());
+    let config = match Config::load(file.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            writeln!(out, "{e}")?;
+            writeln!(out, "the config has problems; tenant files not checked")?;
+            return Ok(1);
+        }
+    };
+    for warning in listener_warnings(&config.http) {
+        writeln!(out, "warning: {warning}")?;
+    }
+
+    let dir = &config.tenants.dir;
+    let loaded = match registry::load_dir(dir) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            writeln!(out, "{e}")?;
+            return Ok(1);
+        }
+    };
+    for error in &loaded.errors {
+        writeln!(out, "{error}")?;
+    }
+    let broken_files: HashSet<&PathBuf> = loaded.errors.iter().map(|e| &e.file).collect();
+    let mut problems = loaded.errors.len();
+    let mut studios_with_problems = broken_files.len();
+
+    if args.online {
+        let answers = probe_all(&loaded.tenants).await;
+        for (tenant, answer) in loaded.tenants.iter().zip(&answers) {
+            writeln!(out, "{}: {answer}", tenant.id)?;
+            if !answer.is_ok() {
+                problems += 1;
+                studios_with_problems += 1;
+            }
+        }
+    }
+
+    let studios = loaded.tenants.len() + broken_files.len();
+    if studios == 0 {
+        writeln!(
+            out,
+            "warning: no studio file in {}: every webhook would get 401",
+            dir.display()
+        )?;
+    }
+    writeln!(
+        out,
+        "checked {studios} {} in {}: {} ok, {studios_with_problems} with problems",
+        plural(studios, "studio", "studios"),
+        dir.display(),
+        studios - studios_with_problems,
+    )?;
+    Ok(problems)
+}
+
+/// PerfectGym Next only delivers to HTTPS with a valid certificate, so a public plain-HTTP
+/// listener only works behind a TLS-terminating proxy. That is a legitimate setup, hence a
+/// warning and not a problem.
+fn listener_warnings(http: &HttpConfig) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let tls = match (&http.tls_cert, &http.tls_key) {
+        (Some(_), Some(_)) => true,
+        (None, None) => false,
+        (Some(_), None) => {
+            warnings.push("http.tls_cert is set without http.tls_key; HTTPS needs both".into());
+            false
+        }
+        (None, Some(_)) => {
+            warnings.push("http.tls_key is set without http.tls_cert; HTTPS needs both".into());
+            false
+        }
+    };
+    if !tls && !http.listen.ip().is_loopback() {
+        warnings.push(format!(
+            "the public listener is plain HTTP on {}; PerfectGym Next only delivers to HTTPS",
+            http.listen
+        ));
+    }
+    warnings
+}
+
+/// What a studio's Open API said to its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyAnswer {
+    Accepted(u16),
+    Rejected(u16),
+    /// Any other status: the key is neither confirmed nor refused.
+    Other(u16),
+    Unreachable(String),
+    /// The key cannot even be sent as a header value.
+    Unsendable,
+}
+
+impl KeyAnswer {
+    pub fn is_ok(&self) -> bool {
+        matches!(self, KeyAnswer::Accepted(_))
+    }
+}
+
+impl std::fmt::Display for KeyAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyAnswer::Accepted(s) => write!(f, "Open API key accepted ({s})"),
+            KeyAnswer::Rejected(s) => write!(f, "Open API key rejected ({s})"),
+            KeyAnswer::Other(s) if (300..400).contains(s) => write!(
+                f,
+                "Open API answered {s}, a redirect (not followed): check open_api.base_url"
+            ),
+            KeyAnswer::Other(s) => write!(f, "Open API answered {s}; key not verified"),
+            KeyAnswer::Unreachable(e) => write!(f, "Open API unreachable: {e}"),
+            KeyAnswer::Unsendable => write!(
+                f,
+                "Open API key contains characters not allowed in an HTTP header"
+            ),
+        }
+    }
+}
+
+/// Probes every studio at once, answers in the order of `tenants`.
+async fn probe_all(tenants: &[Tenant]) -> Vec<KeyAnswer> {
+    // No connection limit: with the default of 100, probes beyond the hundredth would queue
+    // behind the others and could time out without ever having been sent.
+    let client = awc::Client::builder()
+        .connector(awc::Connector::new().limit(0).timeout(PROBE_TIMEOUT))
+        .disable_redirects()
+        .timeout(PROBE_TIMEOUT)
+        .finish();
+    join_all(tenants.iter().map(|t| probe_bounded(&client, t))).await
+}
+
+async fn probe_bounded(client: &awc::Client, tenant: &Tenant) -> KeyAnswer {
+    let limit = PROBE_TIMEOUT + PROBE_GRACE;
+    actix_rt::time::timeout(limit, probe(client, tenant))
+        .await
+        .unwrap_or_else(|_| KeyAnswer::Unreachable(format!("no answer within {limit:?}")))
+}
+
+async fn probe(client: &awc::Client, tenant: &Tenant) -> KeyAnswer {
+    let Ok(mut key) = HeaderValue::from_str(tenant.open_api.api_key.expose_secret()) else {
+        return KeyAnswer::Unsendable;
+    };
+    key.set_sensitive(true);
+    let url = format!("{}{PROBE_PATH}", tenant.open_api.base_url);
+    match client
+        .head(&url)
+        .insert_header(("x-api-key", key))
+        .send()
+        .await
+    {
+        Ok(response) => match response.status() {
+            StatusCode::OK => KeyAnswer::Accepted(200),
+            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                KeyAnswer::Rejected(s.as_u16())
+            }
+            s => KeyAnswer::Other(s.as_u16()),
+        },
+        Err(e) => KeyAnswer::Unreachable(e.to_string()),
+    }
+}
+
+fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 {
+        one
+    } else {
+        many
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(listen: &str, cert: bool, key: bool) -> HttpConfig {
+        HttpConfig {
+            listen: listen.parse().unwrap(),
+            tls_cert: cert.then(|| "cert.pem".into()),
+            tls_key: key.then(|| "key.pem".into()),
+            ..HttpConfig::default()
+        }
+    }
+
+    #[test]
+    fn warns_about_a_public_plain_http_listener_only() {
+        let public = listener_warnings(&http("0.0.0.0:8080", false, false));
+        assert_eq!(
+            public,
+            ["the public listener is plain HTTP on 0.0.0.0:8080; PerfectGym Next only delivers to HTTPS"]
+        );
+        assert!(listener_warnings(&http("127.0.0.1:8080", false, false)).is_empty());
+        assert!(listener_warnings(&http("[::1]:8080", false, false)).is_empty());
+        assert!(listener_warnings(&http("0.0.0.0:8443", true, true)).is_empty());
+        let half = listener_warnings(&http("0.0.0.0:8443", true, false));
+        assert_eq!(half.len(), 2, "{half:?}");
+        assert!(half[0].contains("http.tls_key"), "{half:?}");
+    }
+
+    #[test]
+    fn answers_read_as_the_operator_expects() {
+        assert_eq!(
+            KeyAnswer::Accepted(200).to_string(),
+            "Open API key accepted (200)"
+        );
+        assert_eq!(
+            KeyAnswer::Rejected(401).to_string(),
+            "Open API key rejected (401)"
+        );
+        assert!(KeyAnswer::Other(301).to_string().contains("base_url"));
+        assert!(KeyAnswer::Accepted(200).is_ok());
+        assert!(!KeyAnswer::Other(429).is_ok());
+        assert_eq!(
+            CheckError::Problems { count: 1 }.to_string(),
+            "1 problem found"
+        );
+    }
+}

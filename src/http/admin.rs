@@ -1,0 +1,258 @@
+//! The operator listener: health, readiness, Prometheus metrics and the admin API
+//! (studios, dead letters). `/api/*` needs the bearer token from `[admin] token`.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::event::{format_millis, now_millis};
+use crate::metrics::Metrics;
+use crate::status::{EndpointUse, StudioState};
+use crate::store::Store;
+use crate::studio::Wake;
+use crate::studios::Studios;
+use crate::tenant::StudioId;
+
+pub struct AdminState {
+    pub studios: Arc<Studios>,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub token: Option<SecretString>,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
+        .service(
+            web::scope("/api")
+                .route("/studios", web::get().to(studios))
+                .route("/reload", web::post().to(reload))
+                .route("/dead-letters", web::get().to(dead_letters))
+                .route("/dead-letters/{id}/replay", web::post().to(replay_one))
+                .route(
+                    "/studios/{studio}/dead-letters/replay",
+                    web::post().to(replay_studio),
+                ),
+        );
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// Ready when storage accepts a durable write and at least one studio is loaded.
+async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
+    let mut problems = Vec::new();
+    if let Err(e) = state.store.sync().await {
+        problems.push(e.to_string());
+    }
+    if state.studios.registry().is_empty() {
+        problems.push(format!(
+            "no studio loaded from {}",
+            state.studios.dir().display()
+        ));
+    }
+    if problems.is_empty() {
+        HttpResponse::Ok().json(json!({"status": "ready"}))
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "not ready", "problems": problems}))
+    }
+}
+
+async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
+    // Depths are read from storage at scrape time rather than tracked, so they cannot drift.
+    let now = now_millis();
+    for studio in state.studios.registry().studios() {
+        let id = &studio.tenant.id;
+        let label = [id.as_str()];
+        let m = &state.metrics;
+        m.inbox_depth
+            .with_label_values(&label)
+            .set(state.store.pending_count(id) as i64);
+        let oldest = state.store.oldest_pending_age_ms(id, now).unwrap_or(0);
+        m.inbox_oldest_seconds
+            .with_label_values(&label)
+            .set(oldest as f64 / 1000.0);
+        m.dead_letters
+            .with_label_values(&label)
+            .set(state.store.dead_letter_count(id) as i64);
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}
+
+#[derive(Serialize)]
+struct StudioView {
+    id: String,
+    name: String,
+    state: StudioState,
+    inbox_depth: usize,
+    oldest_pending_seconds: Option<f64>,
+    last_event_at: Option<String>,
+    dead_letters: usize,
+    last_error: Option<String>,
+    config_error: Option<String>,
+    budget: std::collections::BTreeMap<String, EndpointUse>,
+}
+
+async fn studios(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
+    if let Some(denied) = deny(&req, &state) {
+        return denied;
+    }
+    let now = now_millis();
+    let registry = state.studios.registry();
+    let mut views: Vec<StudioView> = registry
+        .studios()
+        .map(|s| {
+            let id = &s.tenant.id;
+            let status = s.status.snapshot();
+            StudioView {
+                id: id.to_string(),
+                name: s.tenant.name.clone(),
+                state: status.shown_state(),
+                inbox_depth: state.store.pending_count(id),
+                oldest_pending_seconds: state
+                    .store
+                    .oldest_pending_age_ms(id, now)
+                    .map(|ms| ms as f64 / 1000.0),
+                last_event_at: status.last_event_ms.map(format_millis),
+                dead_letters: state.store.dead_letter_count(id),
+                last_error: status.last_error,
+                config_error: status.config_error,
+                budget: status.budget,
+            }
+        })
+        .collect();
+    views.sort_by(|a, b| a.id.cmp(&b.id));
+    // Events on disk for studios without a tenant file are reported, never hidden.
+    let orphans: Vec<_> = state
+        .store
+        .pending_by_studio()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(id, _)| StudioId::parse(id).is_ok_and(|id| registry.get(&id).is_none()))
+        .map(|(id, pending)| json!({"id": id, "inbox_depth": pending}))
+        .collect();
+    HttpResponse::Ok().json(json!({"studios": views, "removed_with_pending_events": orphans}))
+}
+
+async fn reload(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
+    if let Some(denied) = deny(&req, &state) {
+        return denied;
+    }
+    match state.studios.reload() {
+        Ok(report) => HttpResponse::Ok().json(report),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct DeadLetterQuery {
+    studio: Option<String>,
+}
+
+async fn dead_letters(
+    req: HttpRequest,
+    query: web::Query<DeadLetterQuery>,
+    state: web::Data<AdminState>,
+) -> HttpResponse {
+    if let Some(denied) = deny(&req, &state) {
+        return denied;
+    }
+    let studio = match query.studio.as_deref().map(StudioId::parse).transpose() {
+        Ok(studio) => studio,
+        Err(reason) => return error(StatusCode::BAD_REQUEST, &reason),
+    };
+    match state.store.dead_letters(studio.as_ref()) {
+        Ok(letters) => HttpResponse::Ok().json(json!({ "dead_letters": letters })),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+async fn replay_one(
+    req: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<AdminState>,
+) -> HttpResponse {
+    if let Some(denied) = deny(&req, &state) {
+        return denied;
+    }
+    match state.store.replay(&id) {
+        Ok(Some(studio)) => {
+            wake(&state, &studio);
+            HttpResponse::Ok().json(json!({"replayed": [id.as_str()]}))
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such dead letter"),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+async fn replay_studio(
+    req: HttpRequest,
+    studio: web::Path<String>,
+    state: web::Data<AdminState>,
+) -> HttpResponse {
+    if let Some(denied) = deny(&req, &state) {
+        return denied;
+    }
+    let Ok(studio) = StudioId::parse(&studio) else {
+        return error(StatusCode::BAD_REQUEST, "not a studio id");
+    };
+    let letters = match state.store.dead_letters(Some(&studio)) {
+        Ok(letters) => letters,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    };
+    let mut replayed = Vec::new();
+    for letter in letters {
+        match state.store.replay(&letter.id) {
+            Ok(Some(_)) => replayed.push(letter.id),
+            Ok(None) => {}
+            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        }
+    }
+    wake(&state, &studio);
+    HttpResponse::Ok().json(json!({ "replayed": replayed }))
+}
+
+fn wake(state: &AdminState, studio: &StudioId) {
+    if let Some(handle) = state.studios.registry().get(studio) {
+        handle.actor.do_send(Wake);
+    }
+}
+
+/// The refusal, unless the request carries `Authorization: Bearer <token>` (compared in
+/// constant time).
+fn deny(req: &HttpRequest, state: &AdminState) -> Option<HttpResponse> {
+    let Some(token) = &state.token else {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "the admin API is disabled: set [admin] token",
+        ));
+    };
+    let presented = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(presented.as_bytes().ct_eq(token.expose_secret().as_bytes())) {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+        ))
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> HttpResponse {
+    HttpResponse::build(status).json(json!({ "error": message }))
+}
