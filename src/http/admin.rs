@@ -244,9 +244,9 @@ fn deny(req: &HttpRequest, state: &AdminState) -> Option<HttpResponse> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if bool::from(presented.as_bytes().ct_eq(token.expose_secret().as_bytes())) {
-        Ok(())
+        None
     } else {
-        Err(error(
+        Some(error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token",
         ))
