@@ -105,6 +105,7 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     pub sim: OpenApiSim,
     pub url: String,
+    pub admin_url: String,
     pub handle: RelayHandle,
     client: awc::Client,
 }
@@ -115,12 +116,14 @@ pub async fn spawn_app(studios: Vec<Studio>) -> TestApp {
     write_tenants(dir.path(), &studios, &sim);
     let relay = Relay::start(&config_for(dir.path())).await.unwrap();
     let url = format!("http://{}", relay.addr());
+    let admin_url = format!("http://{}", relay.admin_addr());
     let handle = relay.handle();
     actix_web::rt::spawn(relay.run());
     TestApp {
         dir,
         sim,
         url,
+        admin_url,
         handle,
         client: awc::Client::default(),
     }
@@ -150,6 +153,28 @@ impl TestApp {
             notification(uuid, event_type, entity, None).to_string(),
         )
         .await
+    }
+
+    /// GET or POST on the admin listener with the test token; returns status and body text.
+    pub async fn admin(&self, method: &str, path: &str) -> (u16, String) {
+        let url = format!("{}{path}", self.admin_url);
+        let request = match method {
+            "POST" => self.client.post(url),
+            _ => self.client.get(url),
+        };
+        let mut res = request
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("admin answers");
+        let body = res.body().await.unwrap_or_default();
+        (res.status().as_u16(), String::from_utf8_lossy(&body).into_owned())
+    }
+
+    pub async fn admin_json(&self, method: &str, path: &str) -> Value {
+        let (status, body) = self.admin(method, path).await;
+        assert_eq!(status, 200, "{method} {path}: {body}");
+        serde_json::from_str(&body).unwrap()
     }
 
     pub fn output(&self, studio: &str) -> PathBuf {
