@@ -89,7 +89,7 @@ pub async fn check(args: &CheckArgs, out: &mut impl Write) -> io::Result<usize> 
         }
     };
     for error in &loaded.errors {
-        writeln!(out, "{error}")?;
+        writeln!(out, "{}", one_line(&error.to_string()))?;
     }
     let broken_files: HashSet<&PathBuf> = loaded.errors.iter().map(|e| &e.file).collect();
     let mut problems = loaded.errors.len();
@@ -229,6 +229,16 @@ async fn probe(client: &awc::Client, tenant: &Tenant) -> KeyAnswer {
     }
 }
 
+/// Some parser messages span lines; one problem stays one line so the report can be grepped.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
     if n == 1 {
         one
@@ -263,6 +273,15 @@ mod tests {
         let half = listener_warnings(&http("0.0.0.0:8443", true, false));
         assert_eq!(half.len(), 2, "{half:?}");
         assert!(half[0].contains("http.tls_key"), "{half:?}");
+    }
+
+    #[test]
+    fn a_problem_is_one_line() {
+        assert_eq!(
+            one_line("t/a.toml: (toml): invalid array\nexpected `]` (line 1)"),
+            "t/a.toml: (toml): invalid array; expected `]` (line 1)"
+        );
+        assert_eq!(one_line("plain"), "plain");
     }
 
     #[test]

@@ -20,7 +20,8 @@ async fn health_readiness_and_metrics_move_with_traffic() {
     assert_eq!(app.admin("GET", "/readyz").await.0, 200);
 
     for i in 0..3 {
-        app.notify("berlin", &unique("m"), "CUSTOMER_UPDATED", i + 1).await;
+        app.notify("berlin", &unique("m"), "CUSTOMER_UPDATED", i + 1)
+            .await;
     }
     let dup = unique("d");
     app.notify("berlin", &dup, "CUSTOMER_DELETED", 1).await;
@@ -51,10 +52,22 @@ async fn health_readiness_and_metrics_move_with_traffic() {
         sample(&metrics, "gymrelay_openapi_requests_total{endpoint=\"/v1/customers/{id}\",status=\"200\",studio=\"berlin\"}"),
         Some(3.0)
     );
-    assert!(sample(&metrics, "gymrelay_sink_deliveries_total{result=\"delivered\"").is_some()
-        || metrics.contains("result=\"delivered\""));
-    assert_eq!(sample(&metrics, "gymrelay_inbox_depth{studio=\"berlin\"}"), Some(0.0));
-    assert_eq!(sample(&metrics, "gymrelay_dead_letters{studio=\"berlin\"}"), Some(0.0));
+    assert!(
+        sample(
+            &metrics,
+            "gymrelay_sink_deliveries_total{result=\"delivered\""
+        )
+        .is_some()
+            || metrics.contains("result=\"delivered\"")
+    );
+    assert_eq!(
+        sample(&metrics, "gymrelay_inbox_depth{studio=\"berlin\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&metrics, "gymrelay_dead_letters{studio=\"berlin\"}"),
+        Some(0.0)
+    );
     app.stop().await;
 }
 
@@ -70,7 +83,8 @@ async fn the_admin_api_needs_the_token_and_never_shows_a_key() {
         assert_eq!(req.send().await.unwrap().status().as_u16(), 401);
     }
 
-    app.notify("berlin", &unique("s"), "CUSTOMER_UPDATED", 2).await;
+    app.notify("berlin", &unique("s"), "CUSTOMER_UPDATED", 2)
+        .await;
     app.delivered("berlin", 1).await;
     let (status, body) = app.admin("GET", "/api/studios").await;
     assert_eq!(status, 200);
@@ -107,24 +121,36 @@ async fn a_400_from_the_open_api_becomes_a_dead_letter_that_can_be_replayed() {
     let delivered = app.delivered("berlin", 1).await;
     assert_eq!(delivered[0]["id"], next);
 
-    let letters = app.admin_json("GET", "/api/dead-letters?studio=berlin").await;
+    let letters = app
+        .admin_json("GET", "/api/dead-letters?studio=berlin")
+        .await;
     let letter = &letters["dead_letters"][0];
     assert_eq!(letter["event"]["id"], bad);
     assert_eq!(letter["stage"], "enrichment");
-    assert!(letter["reason"].as_str().unwrap().contains("400"), "{letter}");
+    assert!(
+        letter["reason"].as_str().unwrap().contains("400"),
+        "{letter}"
+    );
     assert_eq!(letter["event"]["attempts"][0]["stage"], "enrichment");
     let studios = app.admin_json("GET", "/api/studios").await;
     assert_eq!(studios["studios"][0]["dead_letters"], 1);
 
     app.sim.set_fault("berlin", Fault::None);
     let id = letter["id"].as_str().unwrap();
-    let replayed = app.admin_json("POST", &format!("/api/dead-letters/{id}/replay")).await;
+    let replayed = app
+        .admin_json("POST", &format!("/api/dead-letters/{id}/replay"))
+        .await;
     assert_eq!(replayed["replayed"][0], id);
     let delivered = app.delivered("berlin", 2).await;
     assert_eq!(delivered[1]["id"], bad);
     assert_eq!(delivered[1]["enrichment"]["status"], "fetched");
     let letters = app.admin_json("GET", "/api/dead-letters").await;
     assert_eq!(letters["dead_letters"].as_array().unwrap().len(), 0);
-    assert_eq!(app.admin("POST", &format!("/api/dead-letters/{id}/replay")).await.0, 404);
+    assert_eq!(
+        app.admin("POST", &format!("/api/dead-letters/{id}/replay"))
+            .await
+            .0,
+        404
+    );
     app.stop().await;
 }

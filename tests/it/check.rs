@@ -206,6 +206,14 @@ fn a_broken_tree_names_each_file_and_field() {
         );
         assert!(line.contains(reason), "{id}: {line}");
     }
+    let prefix = tenants.display().to_string();
+    assert!(
+        run.stdout
+            .lines()
+            .all(|l| l.starts_with(&prefix) || l.starts_with("checked ")),
+        "one line per problem:\n{}",
+        run.stdout
+    );
     assert!(!run.stdout.contains("good.toml"), "{}", run.stdout);
     assert!(!run.stdout.contains("dup-a.toml"), "{}", run.stdout);
     assert!(

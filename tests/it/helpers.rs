@@ -15,6 +15,8 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 /// A studio for a test: its id, webhook key and Open API key are derived from the id.
 pub struct Studio {
     pub id: &'static str,
+    /// False for a studio the simulated vendor knows but that has no tenant file yet.
+    pub has_file: bool,
     /// Extra TOML appended to the tenant file (more sinks, filters, ...).
     pub extra: String,
 }
@@ -23,8 +25,14 @@ impl Studio {
     pub fn new(id: &'static str) -> Studio {
         Studio {
             id,
+            has_file: true,
             extra: String::new(),
         }
+    }
+
+    pub fn without_file(mut self) -> Studio {
+        self.has_file = false;
+        self
     }
 
     pub fn with(mut self, toml: &str) -> Studio {
@@ -43,21 +51,30 @@ pub fn open_api_key(studio: &str) -> String {
 
 /// Writes `tenants/<id>.toml` for each studio with a file sink at `out/<id>.ndjson`.
 pub fn write_tenants(dir: &Path, studios: &[Studio], sim: &OpenApiSim) {
+    for s in studios.iter().filter(|s| s.has_file) {
+        write_tenant(dir, s, &[webhook_key(s.id)], sim);
+    }
+}
+
+/// Writes (or rewrites) one studio's tenant file with the given webhook keys.
+pub fn write_tenant(dir: &Path, s: &Studio, keys: &[String], sim: &OpenApiSim) {
     let tenants = dir.join("tenants");
     std::fs::create_dir_all(&tenants).unwrap();
-    for s in studios {
-        let out = dir.join("out").join(format!("{}.ndjson", s.id));
-        let text = format!(
-            "webhook_api_keys = [{:?}]\n{}\n[open_api]\nbase_url = {:?}\napi_key = {:?}\n\n[[sinks]]\ntype = \"file\"\npath = {:?}\n",
-            webhook_key(s.id),
-            s.extra_top(),
-            sim.base_url(s.id),
-            open_api_key(s.id),
-            out.display().to_string(),
-        );
-        let text = format!("{text}{}", s.extra_tables());
-        std::fs::write(tenants.join(format!("{}.toml", s.id)), text).unwrap();
-    }
+    let out = dir.join("out").join(format!("{}.ndjson", s.id));
+    let text = format!(
+        "webhook_api_keys = {:?}\n{}\n[open_api]\nbase_url = {:?}\napi_key = {:?}\n\n[[sinks]]\ntype = \"file\"\npath = {:?}\n{}",
+        keys,
+        s.extra_top(),
+        sim.base_url(s.id),
+        open_api_key(s.id),
+        out.display().to_string(),
+        s.extra_tables(),
+    );
+    // Written aside and renamed, as an editor or a deployment tool would, so a reload never
+    // reads half a file.
+    let tmp = tenants.join(format!(".{}.tmp", s.id));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(tmp, tenants.join(format!("{}.toml", s.id))).unwrap();
 }
 
 impl Studio {
@@ -168,7 +185,10 @@ impl TestApp {
             .await
             .expect("admin answers");
         let body = res.body().await.unwrap_or_default();
-        (res.status().as_u16(), String::from_utf8_lossy(&body).into_owned())
+        (
+            res.status().as_u16(),
+            String::from_utf8_lossy(&body).into_owned(),
+        )
     }
 
     pub async fn admin_json(&self, method: &str, path: &str) -> Value {

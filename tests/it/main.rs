@@ -1,11 +1,12 @@
 //! Black-box tests: the real relay on 127.0.0.1 with a temp data dir and the simulated Open API.
 
-mod check;
 mod admin;
+mod check;
 mod crash;
 mod demo;
 mod enrichment;
 mod helpers;
 mod ingest;
 mod isolation;
+mod reload;
 mod sinks;
