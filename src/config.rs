@@ -152,6 +152,15 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// The config file `serve` uses: the given one, else `./gymrelay.toml` if it exists, else none
+/// (built-in defaults and the environment).
+pub fn default_file(explicit: Option<PathBuf>) -> Option<PathBuf> {
+    explicit.or_else(|| {
+        let default = PathBuf::from("gymrelay.toml");
+        default.exists().then_some(default)
+    })
+}
+
 impl Config {
     /// Loads defaults, then `file` if given (it must exist then), then `GYMRELAY_*` variables.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {

@@ -5,6 +5,7 @@ pub mod app;
 pub mod backoff;
 pub mod check;
 pub mod config;
+pub mod dead_letters_cli;
 pub mod demo;
 pub mod event;
 pub mod http;

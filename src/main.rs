@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use gymrelay::config::{default_file, LogFormat};
 use gymrelay::{Config, Relay};
 
 /// Receives PerfectGym Next webhooks for many studios, enriches them from each studio's
@@ -11,8 +12,17 @@ use gymrelay::{Config, Relay};
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
+    /// Log format on stderr (default: [log] format in the config, else text). Filter with RUST_LOG.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormatArg>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -25,6 +35,8 @@ enum Command {
     },
     /// Check the config and every tenant file; exit non-zero if anything is wrong.
     Check(gymrelay::check::CheckArgs),
+    /// List or replay dead letters of the running relay (through its admin API).
+    DeadLetters(gymrelay::dead_letters_cli::DeadLettersArgs),
     /// Run the relay with a simulated PerfectGym Next (two studios) for a first look.
     Demo(gymrelay::demo::DemoArgs),
     /// Run the stand-in PerfectGym Next on its own (Open API and webhook sender).
@@ -33,17 +45,31 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The demo's own output is the point; its relay only speaks up when something is wrong.
-    init_logging(match cli.command {
-        Command::Demo(_) => "warn",
-        _ => "info",
+    let format = cli.log_format.map(|f| match f {
+        LogFormatArg::Text => LogFormat::Text,
+        LogFormatArg::Json => LogFormat::Json,
     });
     let result = actix_web::rt::System::new().block_on(async move {
         match cli.command {
-            Command::Serve { config } => serve(config).await,
-            Command::Check(args) => gymrelay::check::run(args).await.map_err(Into::into),
-            Command::Demo(args) => gymrelay::demo::run(args).await.map_err(Into::into),
-            Command::Simulate(args) => gymrelay::simulate::run(args).await,
+            Command::Serve { config } => serve(config, format).await,
+            command => {
+                // The demo's own output is the point; its relay only speaks up when something is wrong.
+                let level = if matches!(command, Command::Demo(_)) {
+                    "warn"
+                } else {
+                    "info"
+                };
+                init_logging(format.unwrap_or_default(), level);
+                match command {
+                    Command::Check(args) => gymrelay::check::run(args).await.map_err(Into::into),
+                    Command::DeadLetters(args) => gymrelay::dead_letters_cli::run(args)
+                        .await
+                        .map_err(Into::into),
+                    Command::Demo(args) => gymrelay::demo::run(args).await.map_err(Into::into),
+                    Command::Simulate(args) => gymrelay::simulate::run(args).await,
+                    Command::Serve { .. } => unreachable!("handled above"),
+                }
+            }
         }
     });
     match result {
@@ -55,22 +81,21 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
-    let file = config.or_else(|| {
-        let default = PathBuf::from("gymrelay.toml");
-        default.exists().then_some(default)
-    });
-    let config = Config::load(file.as_deref())?;
+async fn serve(config: Option<PathBuf>, format: Option<LogFormat>) -> anyhow::Result<()> {
+    let config = Config::load(default_file(config).as_deref())?;
+    init_logging(format.unwrap_or(config.log.format), "info");
     let relay = Relay::start(&config).await?;
     relay.run().await.context("server failed")
 }
 
-fn init_logging(default: &str) {
+fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }

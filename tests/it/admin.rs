@@ -154,3 +154,52 @@ async fn a_400_from_the_open_api_becomes_a_dead_letter_that_can_be_replayed() {
     );
     app.stop().await;
 }
+
+/// Runs `gymrelay <args>` against the in-process relay's admin API.
+async fn cli(app: &TestApp, args: &[&str]) -> (bool, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_gymrelay"));
+    command
+        .args(args)
+        .args(["--admin-url", &app.admin_url])
+        .env("GYMRELAY_ADMIN__TOKEN", ADMIN_TOKEN)
+        .current_dir(app.dir.path());
+    let output = actix_web::rt::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+#[actix_rt::test]
+async fn dead_letters_cli_lists_and_replays_through_the_admin_api() {
+    let app = spawn_app(vec![Studio::new("berlin")]).await;
+    app.sim.set_fault("berlin", Fault::Status(422));
+    let uuid = unique("cli");
+    app.notify("berlin", &uuid, "CONTRACT_CREATED", 7).await;
+    let id = eventually("a dead letter", || async {
+        let json = app.admin_json("GET", "/api/dead-letters").await;
+        json["dead_letters"][0]["id"].as_str().map(str::to_string)
+    })
+    .await;
+
+    let (ok, out) = cli(&app, &["dead-letters", "list", "--studio", "berlin"]).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&id) && out.contains(&uuid) && out.contains("422"),
+        "{out}"
+    );
+    assert!(out.contains("1 dead letter(s)"), "{out}");
+
+    app.sim.set_fault("berlin", Fault::None);
+    let (ok, out) = cli(&app, &["dead-letters", "replay", "--studio", "berlin"]).await;
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("replayed {id}")), "{out}");
+    let delivered = app.delivered("berlin", 1).await;
+    assert_eq!(delivered[0]["id"], uuid);
+
+    let (ok, out) = cli(&app, &["dead-letters", "replay", "berlin:999"]).await;
+    assert!(!ok, "an unknown id fails: {out}");
+    assert!(out.contains("no such dead letter"), "{out}");
+    app.stop().await;
+}
