@@ -8,5 +8,6 @@ mod enrichment;
 mod helpers;
 mod ingest;
 mod isolation;
+mod logs;
 mod reload;
 mod sinks;
