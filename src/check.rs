@@ -45,15 +45,6 @@ pub enum CheckError {
     Output(#[from] io::Error),
 }
 
-/// The config file `serve` would use: the given one, else `./gymrelay.toml` if it exists, else
-/// none (built-in defaults and the environment).
-pub fn config_file(explicit: Option<PathBuf>) -> Option<PathBuf> {
-    explicit.or_else(|| {
-        let default = PathBuf::from("gymrelay.toml");
-        default.exists().then_some(default)
-    })
-}
-
 /// Runs the check and prints the report on stdout. An error means at least one problem.
 /// Must be called inside an actix system (the probes use awc).
 pub async fn run(args: CheckArgs) -> Result<(), CheckError> {
@@ -67,7 +58,7 @@ pub async fn run(args: CheckArgs) -> Result<(), CheckError> {
 
 /// Writes one line per problem or warning, then a summary line; returns the number of problems.
 pub async fn check(args: &CheckArgs, out: &mut impl Write) -> io::Result<usize> {
-    let file = config_file(args.config.clone());
+    let file = crate::config::default_file(args.config.clone());
     let config = match Config::load(file.as_deref()) {
         Ok(config) => config,
         Err(e) => {

@@ -14,6 +14,8 @@ pub enum StudioState {
     CredentialsRejected,
     /// The Open API or a sink is failing and the head event is being retried.
     Retrying,
+    /// Stopped by an operator; webhooks are still accepted and queued.
+    Paused,
     /// The tenant file could not be loaded; the studio runs (or waits) on its last good version.
     ConfigError,
 }

@@ -43,6 +43,16 @@ pub struct Wake;
 #[rtype(result = "()")]
 pub struct Reconfigure(pub Arc<Tenant>);
 
+/// Stop processing (webhooks are still accepted and queued) until [`Resume`]. For a partner's
+/// maintenance window; not remembered across restarts.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Pause;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Resume;
+
 /// The tenant file is gone: stop; the studio's events stay on disk.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -53,6 +63,7 @@ pub struct StudioActor {
     deps: StudioDeps,
     wake: Rc<Notify>,
     worker: Option<SpawnHandle>,
+    paused: bool,
 }
 
 impl StudioActor {
@@ -62,12 +73,20 @@ impl StudioActor {
             deps,
             wake: Rc::new(Notify::new()),
             worker: None,
+            paused: false,
+        }
+    }
+
+    fn stop_worker(&mut self, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.worker.take() {
+            ctx.cancel_future(handle);
         }
     }
 
     fn start_worker(&mut self, ctx: &mut Context<Self>) {
-        if let Some(handle) = self.worker.take() {
-            ctx.cancel_future(handle);
+        self.stop_worker(ctx);
+        if self.paused {
+            return;
         }
         // Clients are built here, on the actor's own thread: awc clients are not `Send`.
         match Worker::new(self.tenant.clone(), self.deps.clone(), self.wake.clone()) {
@@ -110,6 +129,31 @@ impl Handler<Reconfigure> for StudioActor {
         self.tenant = tenant;
         self.start_worker(ctx);
         tracing::info!(studio = %self.tenant.id, "studio reconfigured");
+    }
+}
+
+impl Handler<Pause> for StudioActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Pause, ctx: &mut Self::Context) {
+        // An Open API request or delivery in flight is abandoned; the event stays at the head
+        // of the inbox and is taken up again on resume.
+        self.paused = true;
+        self.stop_worker(ctx);
+        self.deps.status.set_state(StudioState::Paused, None);
+        tracing::info!(studio = %self.tenant.id, "studio paused");
+    }
+}
+
+impl Handler<Resume> for StudioActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Resume, ctx: &mut Self::Context) {
+        if self.paused {
+            self.paused = false;
+            self.start_worker(ctx);
+            tracing::info!(studio = %self.tenant.id, "studio resumed");
+        }
     }
 }
 

@@ -467,9 +467,17 @@ fn parse(text: &str) -> Result<TenantFile, (String, String)> {
         } else {
             path
         };
+        // One problem, one line: some parser messages span several.
+        let message = inner
+            .message()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
         let reason = match line {
-            Some(line) => format!("{} (line {line})", inner.message().trim()),
-            None => inner.message().trim().to_string(),
+            Some(line) => format!("{message} (line {line})"),
+            None => message,
         };
         (field, reason)
     })

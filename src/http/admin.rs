@@ -14,7 +14,7 @@ use crate::event::{format_millis, now_millis};
 use crate::metrics::Metrics;
 use crate::status::{EndpointUse, StudioState};
 use crate::store::Store;
-use crate::studio::Wake;
+use crate::studio::{Pause, Resume, Wake};
 use crate::studios::Studios;
 use crate::tenant::StudioId;
 
@@ -33,6 +33,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::scope("/api")
                 .route("/studios", web::get().to(studios))
                 .route("/reload", web::post().to(reload))
+                .route("/studios/{studio}/pause", web::post().to(pause))
+                .route("/studios/{studio}/resume", web::post().to(resume))
                 .route("/dead-letters", web::get().to(dead_letters))
                 .route("/dead-letters/{id}/replay", web::post().to(replay_one))
                 .route(
@@ -151,6 +153,49 @@ async fn reload(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse 
     match state.studios.reload() {
         Ok(report) => HttpResponse::Ok().json(report),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+async fn pause(
+    req: HttpRequest,
+    studio: web::Path<String>,
+    state: web::Data<AdminState>,
+) -> HttpResponse {
+    tell(&req, &studio, &state, Pause, "paused")
+}
+
+async fn resume(
+    req: HttpRequest,
+    studio: web::Path<String>,
+    state: web::Data<AdminState>,
+) -> HttpResponse {
+    tell(&req, &studio, &state, Resume, "running")
+}
+
+/// Sends a message to one studio's actor.
+fn tell<M>(
+    req: &HttpRequest,
+    studio: &str,
+    state: &AdminState,
+    message: M,
+    now: &str,
+) -> HttpResponse
+where
+    M: actix::Message<Result = ()> + Send + 'static,
+    crate::studio::StudioActor: actix::Handler<M>,
+{
+    if let Some(denied) = deny(req, state) {
+        return denied;
+    }
+    let handle = StudioId::parse(studio)
+        .ok()
+        .and_then(|id| state.studios.registry().get(&id).cloned());
+    match handle {
+        Some(handle) => {
+            handle.actor.do_send(message);
+            HttpResponse::Ok().json(json!({"studio": studio, "state": now}))
+        }
+        None => error(StatusCode::NOT_FOUND, "no such studio"),
     }
 }
 

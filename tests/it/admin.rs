@@ -203,3 +203,29 @@ async fn dead_letters_cli_lists_and_replays_through_the_admin_api() {
     assert!(out.contains("no such dead letter"), "{out}");
     app.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_paused_studio_queues_and_resumes_where_it_stopped() {
+    let app = spawn_app(vec![Studio::new("berlin")]).await;
+    let paused = app.admin_json("POST", "/api/studios/berlin/pause").await;
+    assert_eq!(paused["state"], "paused");
+    eventually("the pause to take effect", || async {
+        let json = app.admin_json("GET", "/api/studios").await;
+        (json["studios"][0]["state"] == "paused").then_some(())
+    })
+    .await;
+    let uuid = unique("held");
+    assert_eq!(
+        app.notify("berlin", &uuid, "CUSTOMER_UPDATED", 4).await.0,
+        200
+    );
+    let json = app.admin_json("GET", "/api/studios").await;
+    assert_eq!(json["studios"][0]["inbox_depth"], 1, "queued while paused");
+    assert!(read_ndjson(&app.output("berlin")).is_empty());
+
+    app.admin_json("POST", "/api/studios/berlin/resume").await;
+    let delivered = app.delivered("berlin", 1).await;
+    assert_eq!(delivered[0]["id"], uuid);
+    assert_eq!(app.admin("POST", "/api/studios/nowhere/pause").await.0, 404);
+    app.stop().await;
+}
