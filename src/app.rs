@@ -33,6 +33,8 @@ pub enum StartError {
     Watch(#[from] notify::Error),
     #[error("cannot listen on {addr}: {reason}")]
     Bind { addr: SocketAddr, reason: String },
+    #[error("http.tls_cert / http.tls_key are set, but this build serves plain HTTP only: terminate TLS in front of gymrelay or remove them")]
+    TlsUnsupported,
 }
 
 /// A started relay. Run it with [`Relay::run`]; stop it with its [`RelayHandle`], SIGINT or SIGTERM.
@@ -52,6 +54,10 @@ impl Relay {
     /// Opens storage, starts one actor per valid studio and binds both listeners.
     /// Must be called inside an actix system.
     pub async fn start(config: &Config) -> Result<Relay, StartError> {
+        // Refuse rather than silently serve plain HTTP where HTTPS was asked for.
+        if config.http.tls_cert.is_some() || config.http.tls_key.is_some() {
+            return Err(StartError::TlsUnsupported);
+        }
         let store = Store::open(&config.storage)?;
         let metrics = Arc::new(Metrics::new());
         // Studio actors live on their own threads, apart from the HTTP workers, so a burst of

@@ -193,10 +193,11 @@ fn describe(error: figment::Error, file: Option<&Path>) -> String {
                     .map_or_else(|| m.name.to_string(), |s| s.to_string()),
                 None => file.map_or("config".to_string(), |f| f.display().to_string()),
             };
+            let reason = crate::redact::without_values(&e.kind.to_string());
             if field.is_empty() {
-                format!("{source}: {}", e.kind)
+                format!("{source}: {reason}")
             } else {
-                format!("{source}: {field}: {}", e.kind)
+                format!("{source}: {field}: {reason}")
             }
         })
         .collect();

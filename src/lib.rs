@@ -12,6 +12,7 @@ pub mod http;
 pub mod metrics;
 pub mod openapi;
 pub mod ratelimit;
+pub mod redact;
 pub mod registry;
 pub mod reload;
 pub mod simulate;

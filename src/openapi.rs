@@ -11,8 +11,22 @@ use serde_json::Value;
 use crate::backoff::parse_retry_after;
 use crate::event::QueuedEvent;
 
-/// Responses larger than this are treated as a failure rather than buffered.
-const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+/// Responses larger than this are refused (a dead letter) rather than stored: the stored event
+/// must stay below the size sled writes to blob files it never syncs (see store::SEGMENT_SIZE).
+pub const MAX_RESPONSE_BYTES: usize = 128 * 1024;
+
+/// Every endpoint template [`route`] can produce: the units of the vendor's rate limit.
+pub const ENDPOINTS: &[&str] = &[
+    "/v1/customers/{id}",
+    "/v1/communications/{id}/communication-preferences",
+    "/v1/customers/{id}/contracts",
+    "/v1/classes/booking/{id}",
+    "/v1/classes/{classId}/slots/{id}",
+    "/v1/appointments/booking/{id}",
+    "/v1/employees/{id}",
+    "/v1/studios/information",
+    "/v1/taxadvisor/exports/{id}",
+];
 
 /// What enrichment needs for one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,8 +146,10 @@ fn endpoint_for(t: &str) -> Option<Endpoint> {
 pub enum Answer {
     Found(Value),
     NotFound,
-    /// 429: the endpoint is closed for a minute.
-    RateLimited,
+    /// 429: the endpoint is closed for a minute (or as long as Retry-After says).
+    RateLimited {
+        retry_after: Option<Duration>,
+    },
     /// 401/403: the studio's Open API key is wrong or lacks the scope.
     CredentialsRejected(u16),
     /// The request itself is wrong (400 and other 4xx): retrying cannot help.
@@ -156,7 +172,7 @@ impl Answer {
         match self {
             Answer::Found(_) => "200".into(),
             Answer::NotFound => "404".into(),
-            Answer::RateLimited => "429".into(),
+            Answer::RateLimited { .. } => "429".into(),
             Answer::CredentialsRejected(s) | Answer::Permanent { status: s, .. } => s.to_string(),
             Answer::Retry { status, .. } => status.map_or("error".into(), |s| s.to_string()),
         }
@@ -224,6 +240,10 @@ impl OpenApiClient {
                         retry_after: None,
                     },
                 },
+                Err(awc::error::PayloadError::Overflow) => Answer::Permanent {
+                    status: 200,
+                    reason: format!("response larger than {MAX_RESPONSE_BYTES} bytes"),
+                },
                 Err(e) => Answer::Retry {
                     status: Some(200),
                     reason: format!("reading the response failed: {e}"),
@@ -231,7 +251,7 @@ impl OpenApiClient {
                 },
             },
             StatusCode::NOT_FOUND => Answer::NotFound,
-            StatusCode::TOO_MANY_REQUESTS => Answer::RateLimited,
+            StatusCode::TOO_MANY_REQUESTS => Answer::RateLimited { retry_after },
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 Answer::CredentialsRejected(status.as_u16())
             }
@@ -337,6 +357,9 @@ mod tests {
         ];
         for (t, expected) in cases {
             assert_eq!(path(t, None).as_deref(), *expected, "{t}");
+            if let Route::Fetch { endpoint, .. } = route(&event(t, Some(7), None)) {
+                assert!(ENDPOINTS.contains(&endpoint), "{endpoint} listed");
+            }
         }
         assert_eq!(
             path("CLASS_SLOT_UPDATED", Some(json!({"classId": 3}))).as_deref(),

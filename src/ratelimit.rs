@@ -8,8 +8,10 @@
 //! only while fewer than `limit` are inside the window. A backlog therefore drains at
 //! `limit` per 60.1 s, and no window ever holds more than `limit`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 pub const WINDOW: Duration = Duration::from_secs(60);
 const BUCKET: Duration = Duration::from_millis(100);
@@ -61,6 +63,10 @@ impl WindowLimiter {
         self.held_until = Some(self.held_until.map_or(until, |u| u.max(until)));
     }
 
+    fn set_limit(&mut self, limit: u32) {
+        self.limit = limit.max(1);
+    }
+
     pub fn held_until(&self, now: Instant) -> Option<Instant> {
         self.held_until.filter(|u| *u > now)
     }
@@ -110,6 +116,78 @@ impl Budget {
             .entry(endpoint)
             .or_insert_with(|| WindowLimiter::new(limit, window))
     }
+
+    /// A new `requests_per_minute` from an edited tenant file; what was used stays counted.
+    pub fn set_limit(&mut self, limit: u32) {
+        self.limit = limit;
+        for limiter in self.endpoints.values_mut() {
+            limiter.set_limit(limit);
+        }
+    }
+
+    /// The recent requests and holds in wall-clock time, to be stored: a restart must not
+    /// start every endpoint with a fresh minute (the vendor's counter does not restart).
+    pub fn snapshot(&mut self, now: Instant, now_ms: i64) -> BudgetSnapshot {
+        let to_ms = |at: Instant| now_ms - i64::try_from((now - at).as_millis()).unwrap_or(0);
+        let after_ms = |at: Instant| now_ms + i64::try_from((at - now).as_millis()).unwrap_or(0);
+        let endpoints = self
+            .endpoints
+            .iter_mut()
+            .map(|(name, limiter)| {
+                limiter.forget_before(now);
+                let snapshot = LimiterSnapshot {
+                    buckets: limiter
+                        .buckets
+                        .iter()
+                        .map(|(at, n)| (to_ms(*at), *n))
+                        .collect(),
+                    held_until_ms: limiter.held_until(now).map(after_ms),
+                };
+                (name.to_string(), snapshot)
+            })
+            .collect();
+        BudgetSnapshot { endpoints }
+    }
+
+    /// Takes back a snapshot; `known` maps stored names to the endpoint templates in use.
+    pub fn restore(
+        &mut self,
+        snapshot: &BudgetSnapshot,
+        known: &[&'static str],
+        now: Instant,
+        now_ms: i64,
+    ) {
+        let at = |ms: i64| {
+            let ago = Duration::from_millis(u64::try_from(now_ms - ms).unwrap_or(0));
+            now.checked_sub(ago).unwrap_or(now)
+        };
+        for (name, saved) in &snapshot.endpoints {
+            let Some(endpoint) = known.iter().find(|k| **k == name) else {
+                continue;
+            };
+            let limiter = self.endpoint(endpoint);
+            for (ms, count) in &saved.buckets {
+                limiter.buckets.push_back((at(*ms), *count));
+                limiter.in_window += count;
+            }
+            if let Some(until) = saved.held_until_ms.filter(|u| *u > now_ms) {
+                let remaining = Duration::from_millis(u64::try_from(until - now_ms).unwrap_or(0));
+                limiter.hold(now + remaining);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct BudgetSnapshot {
+    endpoints: BTreeMap<String, LimiterSnapshot>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct LimiterSnapshot {
+    /// (milliseconds since the epoch, requests) per bucket.
+    buckets: Vec<(i64, u32)>,
+    held_until_ms: Option<i64>,
 }
 
 #[cfg(test)]
@@ -210,6 +288,35 @@ mod tests {
             Err(t0 + WINDOW)
         );
         assert!(limiter.try_acquire(t0 + WINDOW).is_ok());
+    }
+
+    #[test]
+    fn a_restored_snapshot_keeps_the_window_and_the_hold() {
+        let t0 = Instant::now();
+        let mut budget = Budget::new(3);
+        for _ in 0..3 {
+            assert!(budget.endpoint("/a").try_acquire(t0).is_ok());
+        }
+        budget.endpoint("/b").hold(t0 + WINDOW);
+        let snapshot = budget.snapshot(t0, 1_000_000);
+        let json = serde_json::to_string(&snapshot).unwrap();
+
+        // "Restarted" 10 s later.
+        let t1 = Instant::now() + Duration::from_secs(10);
+        let mut restored = Budget::new(3);
+        let snapshot: BudgetSnapshot = serde_json::from_str(&json).unwrap();
+        restored.restore(&snapshot, &["/a", "/b"], t1, 1_010_000);
+        assert!(
+            restored.endpoint("/a").try_acquire(t1).is_err(),
+            "window still full"
+        );
+        assert!(
+            restored.endpoint("/b").try_acquire(t1).is_err(),
+            "still held"
+        );
+        let later = t1 + Duration::from_secs(51);
+        assert!(restored.endpoint("/a").try_acquire(later).is_ok());
+        assert!(restored.endpoint("/b").try_acquire(later).is_ok());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! event only once every sink has it. What keeps failing past `dead_letter_after` is moved to
 //! the dead letters; nothing is dropped.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,8 +14,8 @@ use tokio::sync::Notify;
 use crate::backoff::Backoff;
 use crate::event::{now_millis, DeadLetter, Enrichment, EnrichmentResult, EnrichmentStatus};
 use crate::metrics::Metrics;
-use crate::openapi::{route, Answer, OpenApiClient, Route};
-use crate::ratelimit::{Budget, WINDOW};
+use crate::openapi::{route, Answer, OpenApiClient, Route, ENDPOINTS};
+use crate::ratelimit::{Budget, BudgetSnapshot, WINDOW};
 use crate::sink::Sink;
 use crate::status::{EndpointUse, StudioState, StudioStatus};
 use crate::store::{InboxEntry, Store};
@@ -22,6 +23,10 @@ use crate::tenant::Tenant;
 
 /// How long to wait before looking at the store again after it failed.
 const STORE_RETRY: Duration = Duration::from_secs(1);
+
+/// How often the Open API budget is saved. After a crash up to this much of the current
+/// minute's use is forgotten; the default budget (900 of the vendor's 1000) absorbs that.
+const BUDGET_SAVE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// What a studio shares with the rest of the relay.
 #[derive(Clone)]
@@ -64,16 +69,51 @@ pub struct StudioActor {
     wake: Rc<Notify>,
     worker: Option<SpawnHandle>,
     paused: bool,
+    /// Owned by the actor, not the worker, so a reconfigure or pause keeps what was used.
+    budget: Rc<RefCell<Budget>>,
 }
 
 impl StudioActor {
     pub fn new(tenant: Arc<Tenant>, deps: StudioDeps) -> StudioActor {
+        let budget = Budget::new(tenant.open_api.requests_per_minute);
         StudioActor {
             tenant,
             deps,
             wake: Rc::new(Notify::new()),
             worker: None,
             paused: false,
+            budget: Rc::new(RefCell::new(budget)),
+        }
+    }
+
+    fn restore_budget(&self) {
+        let saved = self.deps.store.load_budget(&self.tenant.id);
+        let snapshot = saved
+            .ok()
+            .flatten()
+            .and_then(|bytes| serde_json::from_slice::<BudgetSnapshot>(&bytes).ok());
+        if let Some(snapshot) = snapshot {
+            self.budget
+                .borrow_mut()
+                .restore(&snapshot, ENDPOINTS, Instant::now(), now_millis());
+        }
+    }
+
+    fn save_budget(&self) {
+        let snapshot = self
+            .budget
+            .borrow_mut()
+            .snapshot(Instant::now(), now_millis());
+        let saved = serde_json::to_vec(&snapshot)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                self.deps
+                    .store
+                    .save_budget(&self.tenant.id, &bytes)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = saved {
+            tracing::warn!(studio = %self.tenant.id, error = %e, "cannot save the Open API budget");
         }
     }
 
@@ -84,22 +124,29 @@ impl StudioActor {
     }
 
     fn start_worker(&mut self, ctx: &mut Context<Self>) {
-        self.stop_worker(ctx);
         if self.paused {
+            self.stop_worker(ctx);
             return;
         }
         // Clients are built here, on the actor's own thread: awc clients are not `Send`.
-        match Worker::new(self.tenant.clone(), self.deps.clone(), self.wake.clone()) {
+        let worker = Worker::new(
+            self.tenant.clone(),
+            self.deps.clone(),
+            self.wake.clone(),
+            self.budget.clone(),
+        );
+        match worker {
             Ok(worker) => {
+                // The old worker is cancelled in the same handler, so two never run at once.
+                self.stop_worker(ctx);
                 self.worker = Some(ctx.spawn(actix::fut::wrap_future(worker.run())));
                 // Look at the inbox at once: the new worker has no memory of earlier wake-ups.
                 self.wake.notify_one();
             }
             Err(reason) => {
-                tracing::error!(studio = %self.tenant.id, %reason, "studio cannot start");
-                self.deps
-                    .status
-                    .set_state(StudioState::ConfigError, Some(reason));
+                // Tenant validation makes this unexpected; a running worker keeps running.
+                tracing::error!(studio = %self.tenant.id, %reason, "studio cannot start with this configuration");
+                self.deps.status.set_config_error(Some(reason));
             }
         }
     }
@@ -109,7 +156,13 @@ impl Actor for StudioActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.restore_budget();
+        ctx.run_interval(BUDGET_SAVE_INTERVAL, |actor, _| actor.save_budget());
         self.start_worker(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.save_budget();
     }
 }
 
@@ -126,6 +179,9 @@ impl Handler<Reconfigure> for StudioActor {
     type Result = ();
 
     fn handle(&mut self, Reconfigure(tenant): Reconfigure, ctx: &mut Self::Context) {
+        self.budget
+            .borrow_mut()
+            .set_limit(tenant.open_api.requests_per_minute);
         self.tenant = tenant;
         self.start_worker(ctx);
         tracing::info!(studio = %self.tenant.id, "studio reconfigured");
@@ -170,7 +226,7 @@ struct Worker {
     deps: StudioDeps,
     wake: Rc<Notify>,
     open_api: OpenApiClient,
-    budget: Budget,
+    budget: Rc<RefCell<Budget>>,
     sinks: Vec<(String, Sink)>,
 }
 
@@ -181,7 +237,12 @@ struct Dead {
 }
 
 impl Worker {
-    fn new(tenant: Arc<Tenant>, deps: StudioDeps, wake: Rc<Notify>) -> Result<Worker, String> {
+    fn new(
+        tenant: Arc<Tenant>,
+        deps: StudioDeps,
+        wake: Rc<Notify>,
+        budget: Rc<RefCell<Budget>>,
+    ) -> Result<Worker, String> {
         let open_api = OpenApiClient::new(
             &tenant.open_api.base_url,
             &tenant.open_api.api_key,
@@ -191,11 +252,12 @@ impl Worker {
         let sinks = tenant
             .sinks
             .iter()
-            .map(|s| Sink::new(s).map(|sink| (s.key(), sink)))
+            .zip(tenant.sink_keys())
+            .map(|(s, key)| Sink::new(s).map(|sink| (key, sink)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
         Ok(Worker {
-            budget: Budget::new(tenant.open_api.requests_per_minute),
+            budget,
             tenant,
             deps,
             wake,
@@ -210,7 +272,13 @@ impl Worker {
         loop {
             match self.deps.store.pending(&self.tenant.id, 1) {
                 Ok(mut entries) => match entries.pop() {
-                    Some(entry) => self.process(entry).await,
+                    Some(entry) => {
+                        self.process(entry).await;
+                        // A backlog of events that need no request never awaits anything:
+                        // let the other studios on this thread, and this actor's own
+                        // messages (reconfigure, retire, pause), have their turn.
+                        tokio::task::yield_now().await;
+                    }
                     None => self.wake.notified().await,
                 },
                 Err(e) => {
@@ -361,14 +429,19 @@ impl Worker {
             let (status, entity) = match answer {
                 Answer::Found(entity) => (EnrichmentStatus::Fetched, Some(entity)),
                 Answer::NotFound => (EnrichmentStatus::NotFound, None),
-                Answer::RateLimited => {
+                Answer::RateLimited { retry_after } => {
                     tracing::warn!(%studio, endpoint, "Open API answered 429: holding this endpoint for a minute");
                     self.deps
                         .metrics
                         .openapi_holds
                         .with_label_values(&[studio.as_str(), endpoint])
                         .inc();
-                    self.budget.endpoint(endpoint).hold(Instant::now() + WINDOW);
+                    // The vendor refuses for a minute; a longer Retry-After wins.
+                    let hold = retry_after.map_or(WINDOW, |r| r.max(WINDOW));
+                    self.budget
+                        .borrow_mut()
+                        .endpoint(endpoint)
+                        .hold(Instant::now() + hold);
                     continue;
                 }
                 Answer::CredentialsRejected(code) => {
@@ -432,27 +505,22 @@ impl Worker {
         let started = Instant::now();
         loop {
             let now = Instant::now();
-            let limiter = self.budget.endpoint(endpoint);
-            match limiter.try_acquire(now) {
-                Ok(()) => {
-                    let usage = EndpointUse {
-                        used: limiter.used(now),
-                        limit: self.tenant.open_api.requests_per_minute,
-                        held_for_seconds: None,
-                    };
-                    self.deps.status.budget(endpoint, usage);
-                    break;
-                }
-                Err(at) => {
-                    let held = limiter.held_until(now).map(|u| (u - now).as_secs());
-                    let usage = EndpointUse {
-                        used: limiter.used(now),
-                        limit: self.tenant.open_api.requests_per_minute,
-                        held_for_seconds: held,
-                    };
-                    self.deps.status.budget(endpoint, usage);
-                    actix_rt::time::sleep(at.saturating_duration_since(now)).await
-                }
+            // The borrow ends before any await: the actor saves the budget in between.
+            let (acquired, usage) = {
+                let mut budget = self.budget.borrow_mut();
+                let limiter = budget.endpoint(endpoint);
+                let acquired = limiter.try_acquire(now);
+                let usage = EndpointUse {
+                    used: limiter.used(now),
+                    limit: self.tenant.open_api.requests_per_minute,
+                    held_for_seconds: limiter.held_until(now).map(|u| (u - now).as_secs()),
+                };
+                (acquired, usage)
+            };
+            self.deps.status.budget(endpoint, usage);
+            match acquired {
+                Ok(()) => break,
+                Err(at) => actix_rt::time::sleep(at.saturating_duration_since(now)).await,
             }
         }
         let waited = started.elapsed().as_secs_f64();

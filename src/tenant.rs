@@ -107,12 +107,48 @@ pub enum SinkSettings {
 
 impl SinkSettings {
     /// Stable name of the sink within its studio: delivery progress is recorded under it.
+    /// It appears in logs, metrics and dead letters, so it leaves out what may carry a secret:
+    /// a URL's user info and query, a command's arguments.
     pub fn key(&self) -> String {
         match self {
             SinkSettings::File { path } => format!("file:{}", path.display()),
-            SinkSettings::Http { url, .. } => format!("http:{url}"),
-            SinkSettings::Command { argv, .. } => format!("command:{}", argv.join(" ")),
+            SinkSettings::Http { url, .. } => format!("http:{}", redact_url(url)),
+            SinkSettings::Command { argv, .. } => format!("command:{}", argv[0]),
         }
+    }
+}
+
+impl Tenant {
+    /// One key per sink, unique within the studio (a repeated key gets `#2`, `#3`, ...).
+    pub fn sink_keys(&self) -> Vec<String> {
+        let mut seen: std::collections::HashMap<String, usize> = Default::default();
+        self.sinks
+            .iter()
+            .map(|sink| {
+                let key = sink.key();
+                let n = seen.entry(key.clone()).or_insert(0);
+                *n += 1;
+                if *n == 1 {
+                    key
+                } else {
+                    format!("{key}#{n}")
+                }
+            })
+            .collect()
+    }
+}
+
+/// `scheme://host[:port]/path`, without user info or query.
+pub fn redact_url(url: &str) -> String {
+    match url.parse::<awc::http::Uri>() {
+        Ok(uri) => format!(
+            "{}://{}{}{}",
+            uri.scheme_str().unwrap_or("http"),
+            uri.host().unwrap_or(""),
+            uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default(),
+            uri.path()
+        ),
+        Err(_) => "(unparsable url)".to_string(),
     }
 }
 
@@ -245,6 +281,12 @@ fn build(
     {
         return Err(err("webhook_api_keys", "a webhook key is empty".into()));
     }
+    if !webhook_keys.iter().all(header_safe) {
+        return Err(err(
+            "webhook_api_keys",
+            "a webhook key contains characters that cannot appear in an HTTP header".into(),
+        ));
+    }
 
     let open_api = build_open_api(raw.open_api, dir, err)?;
 
@@ -303,6 +345,12 @@ fn build_open_api(
         dir,
         err,
     )?;
+    if !header_safe(&api_key) {
+        return Err(err(
+            "open_api.api_key",
+            "contains characters that cannot appear in an HTTP header".into(),
+        ));
+    }
     let requests_per_minute = raw
         .requests_per_minute
         .unwrap_or(DEFAULT_REQUESTS_PER_MINUTE);
@@ -417,8 +465,9 @@ fn from_env(
     var: &str,
     err: &dyn Fn(&str, String) -> TenantError,
 ) -> Result<SecretString, TenantError> {
+    // Trimmed like file secrets: an env file written on Windows leaves a trailing \r.
     std::env::var(var)
-        .map(SecretString::from)
+        .map(|value| SecretString::from(value.trim().to_string()))
         .map_err(|_| err(field, format!("environment variable {var} is not set")))
 }
 
@@ -452,6 +501,12 @@ fn from_file(
     Ok(SecretString::from(text.trim().to_string()))
 }
 
+/// A key is sent (or compared) as a header value; one that cannot be one would fail later,
+/// silently, on every request.
+fn header_safe(secret: &SecretString) -> bool {
+    awc::http::header::HeaderValue::from_str(secret.expose_secret()).is_ok()
+}
+
 /// Deserializes while tracking the path, so an error names the field (`open_api.base_url`)
 /// and the line; toml's own excerpt of the source is dropped since it could show a secret.
 fn parse(text: &str) -> Result<TenantFile, (String, String)> {
@@ -468,8 +523,8 @@ fn parse(text: &str) -> Result<TenantFile, (String, String)> {
             path
         };
         // One problem, one line: some parser messages span several.
-        let message = inner
-            .message()
+        let message = crate::redact::without_values(inner.message());
+        let message = message
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
@@ -596,6 +651,28 @@ mod tests {
 
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
         assert!(load(&tenant).is_ok(), "read-only for the owner is fine");
+    }
+
+    #[test]
+    fn errors_never_repeat_a_secret_typed_into_the_wrong_place() {
+        let dir = tempfile::tempdir().unwrap();
+        for (from, to, secret) in [
+            (
+                "webhook_api_keys = [\"k1\", \"k2\"]",
+                "webhook_api_keys = \"wh-SUPERSECRET-1\"",
+                "SUPERSECRET",
+            ),
+            (
+                "api_key = \"secret-openapi\"",
+                "api_key = 987654321987",
+                "987654321987",
+            ),
+        ] {
+            let text = GOOD.replace(from, to);
+            let e = load(&write(dir.path(), "s.toml", &text)).unwrap_err();
+            assert!(!e.to_string().contains(secret), "{e}");
+            assert!(e.reason.contains("invalid type"), "{e}");
+        }
     }
 
     #[test]

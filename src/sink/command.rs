@@ -8,6 +8,9 @@ use tokio::process::Command;
 
 use super::SinkError;
 
+/// The only variables a command inherits from the relay.
+const INHERITED: [&str; 5] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ"];
+
 pub struct CommandSink {
     argv: Vec<String>,
     timeout: Duration,
@@ -20,8 +23,15 @@ impl CommandSink {
 
     pub async fn deliver(&self, event_id: &str, body: &[u8]) -> Result<(), SinkError> {
         let program = &self.argv[0];
-        let mut child = Command::new(program)
-            .args(&self.argv[1..])
+        // A clean environment: the relay's own holds other studios' `*_env` secrets.
+        let mut command = Command::new(program);
+        command.args(&self.argv[1..]).env_clear();
+        for name in INHERITED {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
+        }
+        let mut child = command
             .env("GYMRELAY_EVENT_ID", event_id)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())

@@ -15,6 +15,8 @@ use super::SinkError;
 pub struct HttpSink {
     client: awc::Client,
     url: String,
+    /// For error messages: no user info or query.
+    shown_url: String,
     key: Vec<u8>,
 }
 
@@ -26,6 +28,7 @@ impl HttpSink {
             .finish();
         Ok(HttpSink {
             client,
+            shown_url: crate::tenant::redact_url(&url),
             url,
             key: signing_key(secret.expose_secret()),
         })
@@ -48,7 +51,7 @@ impl HttpSink {
             .insert_header(("webhook-signature", signature))
             .send_body(body.to_vec())
             .await
-            .map_err(|e| SinkError(format!("POST {}: {e}", self.url)))?;
+            .map_err(|e| SinkError(format!("POST {}: {e}", self.shown_url)))?;
         if response.status().is_success() {
             Ok(())
         } else {

@@ -40,7 +40,7 @@ impl Sink {
     /// Hands over one event; Ok only once the receiver has it (flushed, 2xx, exit 0).
     pub async fn deliver(&self, event_id: &str, body: &[u8]) -> Result<(), SinkError> {
         match self {
-            Sink::File(s) => s.deliver(body),
+            Sink::File(s) => s.deliver(body).await,
             Sink::Http(s) => s.deliver(event_id, body).await,
             Sink::Command(s) => s.deliver(event_id, body).await,
         }

@@ -12,12 +12,15 @@ use crate::config::StorageConfig;
 use crate::event::{DeadLetter, QueuedEvent};
 use crate::tenant::StudioId;
 
+pub const SEGMENT_SIZE: usize = 1024 * 1024;
+
 /// Tree names say what maps to what.
 const SEEN: &str = "studio-uuid-seen_at";
 const SEEN_EXPIRY: &str = "seen_at-studio-uuid";
 const INBOX: &str = "studio-seq-event";
 /// Same keys as the inbox: an event keeps its key when buried and when replayed.
 const DEAD: &str = "studio-seq-dead_letter";
+const BUDGETS: &str = "studio-open_api_budget";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -52,6 +55,7 @@ pub struct Store {
     seen_expiry: sled::Tree,
     inbox: sled::Tree,
     dead: sled::Tree,
+    budgets: sled::Tree,
     committer: Committer,
 }
 
@@ -73,6 +77,10 @@ impl Store {
         let db = sled::Config::new()
             .path(&config.path)
             .cache_capacity(config.cache_capacity_bytes)
+            // sled writes values over a quarter of a segment to blob files it never syncs.
+            // 1 MiB segments put that limit at 256 KiB, above the largest event stored (64 KiB
+            // body plus an Open API response capped at 128 KiB). Fixed once a store exists.
+            .segment_size(SEGMENT_SIZE)
             .open()
             .map_err(|e| open_error(e.to_string()))?;
         // sled keeps its log in `<path>/db`; fdatasync on it is what makes a flush survive power loss.
@@ -81,6 +89,10 @@ impl Store {
             .write(true)
             .open(config.path.join("db"))
             .map_err(|e| open_error(format!("db file: {e}")))?;
+        // The directory entry of a newly created database must survive a power loss too.
+        std::fs::File::open(&config.path)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|e| open_error(format!("sync directory: {e}")))?;
         let committer =
             Committer::start(db.clone(), db_file).map_err(|e| open_error(e.to_string()))?;
         Ok(Store {
@@ -88,6 +100,7 @@ impl Store {
             seen_expiry: db.open_tree(SEEN_EXPIRY)?,
             inbox: db.open_tree(INBOX)?,
             dead: db.open_tree(DEAD)?,
+            budgets: db.open_tree(BUDGETS)?,
             db,
             committer,
         })
@@ -250,6 +263,19 @@ impl Store {
     pub fn oldest_pending_age_ms(&self, studio: &StudioId, now_ms: i64) -> Option<i64> {
         let head = self.pending(studio, 1).ok()?.pop()?;
         Some((now_ms - head.event.received_at_ms).max(0))
+    }
+
+    /// A studio's recent Open API use, so a restart does not forget the current minute.
+    pub fn save_budget(&self, studio: &StudioId, snapshot: &[u8]) -> Result<(), StoreError> {
+        self.budgets.insert(studio.as_str().as_bytes(), snapshot)?;
+        Ok(())
+    }
+
+    pub fn load_budget(&self, studio: &StudioId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .budgets
+            .get(studio.as_str().as_bytes())?
+            .map(|v| v.to_vec()))
     }
 
     /// Forgets uuids first seen before `cutoff_ms`; returns how many.

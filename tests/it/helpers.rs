@@ -17,6 +17,8 @@ pub struct Studio {
     pub id: &'static str,
     /// False for a studio the simulated vendor knows but that has no tenant file yet.
     pub has_file: bool,
+    /// Extra lines for the `[open_api]` table.
+    pub open_api: String,
     /// Extra TOML appended to the tenant file (more sinks, filters, ...).
     pub extra: String,
 }
@@ -26,8 +28,15 @@ impl Studio {
         Studio {
             id,
             has_file: true,
+            open_api: String::new(),
             extra: String::new(),
         }
+    }
+
+    pub fn open_api(mut self, toml: &str) -> Studio {
+        self.open_api.push_str(toml);
+        self.open_api.push('\n');
+        self
     }
 
     pub fn without_file(mut self) -> Studio {
@@ -62,11 +71,12 @@ pub fn write_tenant(dir: &Path, s: &Studio, keys: &[String], sim: &OpenApiSim) {
     std::fs::create_dir_all(&tenants).unwrap();
     let out = dir.join("out").join(format!("{}.ndjson", s.id));
     let text = format!(
-        "webhook_api_keys = {:?}\n{}\n[open_api]\nbase_url = {:?}\napi_key = {:?}\n\n[[sinks]]\ntype = \"file\"\npath = {:?}\n{}",
+        "webhook_api_keys = {:?}\n{}\n[open_api]\nbase_url = {:?}\napi_key = {:?}\n{}\n[[sinks]]\ntype = \"file\"\npath = {:?}\n{}",
         keys,
         s.extra_top(),
         sim.base_url(s.id),
         open_api_key(s.id),
+        s.open_api,
         out.display().to_string(),
         s.extra_tables(),
     );

@@ -62,5 +62,16 @@ async fn events_wait_through_open_api_failures_and_nothing_is_dropped() {
     })
     .await;
     assert!(read_ndjson(&app.output("berlin")).is_empty());
+    let studios = app.admin_json("GET", "/api/studios").await;
+    assert_eq!(studios["studios"][0]["state"], "credentials_rejected");
+
+    // Once the Open API is fixed the kept event goes through. The credentials backoff is long,
+    // so a pause and resume makes the studio try again now.
+    app.sim.set_fault("berlin", Fault::None);
+    app.admin_json("POST", "/api/studios/berlin/pause").await;
+    app.admin_json("POST", "/api/studios/berlin/resume").await;
+    let delivered = app.delivered("berlin", 1).await;
+    assert_eq!(delivered[0]["id"], uuid);
+    assert_eq!(delivered[0]["enrichment"]["status"], "fetched");
     app.stop().await;
 }
