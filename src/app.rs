@@ -10,6 +10,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::rt::task::JoinHandle;
 use actix_web::{web, App, HttpServer};
 
+use crate::activity::Activity;
 use crate::config::Config;
 use crate::event::now_millis;
 use crate::http::admin::{self, AdminState};
@@ -60,6 +61,7 @@ impl Relay {
         }
         let store = Store::open(&config.storage)?;
         let metrics = Arc::new(Metrics::new());
+        let activity = Arc::new(Activity::default());
         // Studio actors live on their own threads, apart from the HTTP workers, so a burst of
         // enrichment or sink work never delays an acknowledgement.
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -69,6 +71,7 @@ impl Relay {
             arbiters.iter().map(Arbiter::handle).collect(),
             store.clone(),
             metrics.clone(),
+            activity.clone(),
             config.delivery.dead_letter_after,
         )?;
         let studios = Arc::new(studios);
@@ -89,6 +92,7 @@ impl Relay {
         let accepting = Arc::new(AtomicBool::new(true));
         let ingest_state = web::Data::new(IngestState {
             studios: studios.clone(),
+            activity: activity.clone(),
             store: store.clone(),
             metrics: metrics.clone(),
             accepting: accepting.clone(),
@@ -113,6 +117,7 @@ impl Relay {
 
         let admin_state = web::Data::new(AdminState {
             studios,
+            activity,
             store: store.clone(),
             metrics,
             token: config.admin.token.clone(),

@@ -1,6 +1,7 @@
 //! gymrelay: receives PerfectGym Next webhooks for many studios, stores them durably, enriches
 //! each event from the studio's Open API within its rate limit and hands it to the partner's sinks.
 
+pub mod activity;
 pub mod app;
 pub mod backoff;
 pub mod check;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::sync::Notify;
 
+use crate::activity::{Activity, RecentEvent};
 use crate::backoff::Backoff;
 use crate::event::{now_millis, DeadLetter, Enrichment, EnrichmentResult, EnrichmentStatus};
 use crate::metrics::Metrics;
@@ -32,6 +33,7 @@ const BUDGET_SAVE_INTERVAL: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct StudioDeps {
     pub store: Store,
+    pub activity: Arc<Activity>,
     pub metrics: Arc<Metrics>,
     pub status: Arc<StudioStatus>,
     pub dead_letter_after: Duration,
@@ -294,6 +296,22 @@ impl Worker {
     async fn process(&mut self, mut entry: InboxEntry) {
         let outcome = self.enrich_and_deliver(&mut entry).await;
         let studio = self.tenant.id.clone();
+        let now = now_millis();
+        self.deps.activity.record(RecentEvent {
+            at_ms: now,
+            studio: studio.to_string(),
+            kind: "delivered",
+            event_type: entry.event.event_type.clone(),
+            entity_id: entry.event.entity_id,
+            outcome: match &outcome {
+                Ok(status) => serde_json::to_value(status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                Err(_) => "dead_letter".into(),
+            },
+            latency_ms: (now - entry.event.received_at_ms) as f64,
+        });
         match outcome {
             Ok(status) => {
                 tracing::debug!(%studio, id = %entry.event.id, r#type = %entry.event.event_type, ?status, "delivered");

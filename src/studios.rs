@@ -12,6 +12,7 @@ use actix::{Actor, ArbiterHandle};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
+use crate::activity::Activity;
 use crate::metrics::Metrics;
 use crate::registry::{self, DirError, Registry, StudioHandle};
 use crate::status::StudioStatus;
@@ -36,6 +37,7 @@ pub struct Studios {
     next_arbiter: AtomicUsize,
     store: Store,
     metrics: Arc<Metrics>,
+    activity: Arc<Activity>,
     dead_letter_after: Duration,
     /// Reloads are applied one at a time.
     reloading: Mutex<()>,
@@ -48,6 +50,7 @@ impl Studios {
         arbiters: Vec<ArbiterHandle>,
         store: Store,
         metrics: Arc<Metrics>,
+        activity: Arc<Activity>,
         dead_letter_after: Duration,
     ) -> Result<(Studios, ReloadReport), DirError> {
         let studios = Studios {
@@ -57,6 +60,7 @@ impl Studios {
             next_arbiter: AtomicUsize::new(0),
             store,
             metrics,
+            activity,
             dead_letter_after,
             reloading: Mutex::new(()),
         };
@@ -144,6 +148,7 @@ impl Studios {
         let status = Arc::new(StudioStatus::default());
         let deps = StudioDeps {
             store: self.store.clone(),
+            activity: self.activity.clone(),
             metrics: self.metrics.clone(),
             status: status.clone(),
             dead_letter_after: self.dead_letter_after,

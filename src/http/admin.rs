@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use crate::activity::Activity;
 use crate::event::{format_millis, now_millis};
 use crate::metrics::Metrics;
 use crate::status::{EndpointUse, StudioState};
@@ -20,6 +21,7 @@ use crate::tenant::StudioId;
 
 pub struct AdminState {
     pub studios: Arc<Studios>,
+    pub activity: Arc<Activity>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub token: Option<SecretString>,
@@ -32,6 +34,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/api")
                 .route("/studios", web::get().to(studios))
+                .route("/activity", web::get().to(activity))
+                .route("/studios/{studio}/minutes", web::get().to(minutes))
                 .route("/reload", web::post().to(reload))
                 .route("/studios/{studio}/pause", web::post().to(pause))
                 .route("/studios/{studio}/resume", web::post().to(resume))
@@ -96,6 +100,7 @@ struct StudioView {
     id: String,
     name: String,
     state: StudioState,
+    webhooks_last_hour: u64,
     inbox_depth: usize,
     oldest_pending_seconds: Option<f64>,
     last_event_at: Option<String>,
@@ -120,6 +125,7 @@ async fn studios(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse
                 id: id.to_string(),
                 name: s.tenant.name.clone(),
                 state: status.shown_state(),
+                webhooks_last_hour: state.activity.webhooks_last_hour(id.as_str(), now),
                 inbox_depth: state.store.pending_count(id),
                 oldest_pending_seconds: state
                     .store
@@ -144,6 +150,37 @@ async fn studios(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse
         .map(|(id, pending)| json!({"id": id, "inbox_depth": pending}))
         .collect();
     HttpResponse::Ok().json(json!({"studios": views, "removed_with_pending_events": orphans}))
+}
+
+#[derive(Deserialize)]
+struct ActivityQuery {
+    limit: Option<usize>,
+}
+
+/// The most recent events across studios, newest first: ids and statuses only.
+async fn activity(
+    req: HttpRequest,
+    query: web::Query<ActivityQuery>,
+    state: web::Data<AdminState>,
+) -> HttpResponse {
+    if let Some(denied) = deny(&req, &state) {
+        return denied;
+    }
+    let events = state.activity.recent(query.limit.unwrap_or(50).min(200));
+    HttpResponse::Ok().json(json!({ "events": events }))
+}
+
+/// One studio's last hour, per minute: webhooks, deliveries, acknowledgement latency.
+async fn minutes(
+    req: HttpRequest,
+    studio: web::Path<String>,
+    state: web::Data<AdminState>,
+) -> HttpResponse {
+    if let Some(denied) = deny(&req, &state) {
+        return denied;
+    }
+    let minutes = state.activity.minutes(&studio, now_millis());
+    HttpResponse::Ok().json(json!({ "studio": studio.as_str(), "minutes": minutes }))
 }
 
 async fn reload(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {

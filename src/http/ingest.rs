@@ -10,6 +10,7 @@ use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use serde_json::json;
 
+use crate::activity::{Activity, RecentEvent};
 use crate::event::{now_millis, Notification};
 use crate::metrics::Metrics;
 use crate::store::{Intake, Store};
@@ -18,6 +19,7 @@ use crate::studios::Studios;
 
 pub struct IngestState {
     pub studios: Arc<Studios>,
+    pub activity: Arc<Activity>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     /// False once shutdown has begun.
@@ -44,6 +46,17 @@ async fn receive(req: HttpRequest, body: Bytes, state: web::Data<IngestState>) -
         .inc();
     let latency = started.elapsed();
     state.metrics.ack_seconds.observe(latency.as_secs_f64());
+    if let Some(studio) = &seen.studio {
+        state.activity.record(RecentEvent {
+            at_ms: now_millis(),
+            studio: studio.clone(),
+            kind: "webhook",
+            event_type: seen.event_type.clone().unwrap_or_default(),
+            entity_id: seen.entity_id,
+            outcome: outcome.to_string(),
+            latency_ms: latency.as_secs_f64() * 1000.0,
+        });
+    }
     tracing::debug!(
         studio,
         uuid = seen.uuid.as_deref().unwrap_or(""),
@@ -61,6 +74,7 @@ struct Seen {
     studio: Option<String>,
     uuid: Option<String>,
     event_type: Option<String>,
+    entity_id: Option<i64>,
 }
 
 /// Returns the outcome label and the answer.
@@ -99,6 +113,7 @@ async fn handle(
     let uuid = notification.uuid.clone();
     seen.uuid = Some(uuid.clone());
     seen.event_type = notification.payload.first().map(|p| p.event_type.clone());
+    seen.entity_id = notification.entity_id;
     let now = now_millis();
     let events: Vec<_> = notification
         .into_events(now)
