@@ -82,6 +82,11 @@ pub async fn check(args: &CheckArgs, out: &mut impl Write) -> io::Result<usize> 
     for error in &loaded.errors {
         writeln!(out, "{}", one_line(&error.to_string()))?;
     }
+    for tenant in &loaded.tenants {
+        for warning in tenant.warnings() {
+            writeln!(out, "warning: {}: {warning}", tenant.file.display())?;
+        }
+    }
     let broken_files: HashSet<&PathBuf> = loaded.errors.iter().map(|e| &e.file).collect();
     let mut problems = loaded.errors.len();
     let mut studios_with_problems = broken_files.len();

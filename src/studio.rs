@@ -25,6 +25,9 @@ use crate::tenant::Tenant;
 /// How long to wait before looking at the store again after it failed.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
+/// How far ahead in the inbox an Open API answer is offered to events needing the same request.
+const COALESCE_LOOKAHEAD: usize = 64;
+
 /// How often the Open API budget is saved. After a crash up to this much of the current
 /// minute's use is forgotten; the default budget (900 of the vendor's 1000) absorbs that.
 const BUDGET_SAVE_INTERVAL: Duration = Duration::from_secs(2);
@@ -344,10 +347,14 @@ impl Worker {
         let result = match entry.event.enriched.clone() {
             Some(result) => result,
             None => {
-                let result = self.enrich(entry).await?;
+                let (result, asked_at_ms) = self.enrich(entry).await?;
                 entry.event.enriched = Some(result.clone());
                 entry.event.failing_since_ms = None;
-                self.save(entry).await;
+                // Only a fetched answer is worth keeping across a restart; a skip is recomputed.
+                if let Some(asked_at_ms) = asked_at_ms {
+                    self.save(entry).await;
+                    self.share_answer(entry, &result, asked_at_ms).await;
+                }
                 result
             }
         };
@@ -418,17 +425,53 @@ impl Worker {
         }
     }
 
-    async fn enrich(&mut self, entry: &mut InboxEntry) -> Result<EnrichmentResult, Dead> {
+    /// Gives the answer to `head`'s request to the queued events that need the same request and
+    /// arrived before it was sent: the answer is at least as new as each of their changes, so
+    /// fetching again for them would only spend budget. Each is still delivered on its own, in
+    /// its place, with its own id.
+    async fn share_answer(&self, head: &InboxEntry, result: &EnrichmentResult, asked_at_ms: i64) {
+        let request = route(&head.event);
+        let queued = match self.deps.store.pending(&self.tenant.id, COALESCE_LOOKAHEAD) {
+            Ok(queued) => queued,
+            Err(e) => {
+                tracing::warn!(studio = %self.tenant.id, error = %e, "cannot look ahead in the inbox");
+                return;
+            }
+        };
+        let mut shared = 0;
+        for mut other in queued {
+            if other.is(head)
+                || other.event.enriched.is_some()
+                || other.event.received_at_ms >= asked_at_ms
+                || route(&other.event) != request
+            {
+                continue;
+            }
+            other.event.enriched = Some(result.clone());
+            self.save(&other).await;
+            shared += 1;
+        }
+        if shared > 0 {
+            tracing::debug!(studio = %self.tenant.id, request = ?result.enrichment.request, shared, "one Open API answer shared by queued events");
+        }
+    }
+
+    /// The enrichment, and when the request that answered was sent (None when none was needed).
+    async fn enrich(
+        &mut self,
+        entry: &mut InboxEntry,
+    ) -> Result<(EnrichmentResult, Option<i64>), Dead> {
         let (endpoint, path) = match route(&entry.event) {
             Route::Skip { reason } => {
-                return Ok(EnrichmentResult {
+                let result = EnrichmentResult {
                     enrichment: Enrichment {
                         status: EnrichmentStatus::Skipped,
                         request: None,
                         reason: Some(reason.to_string()),
                     },
                     entity: None,
-                })
+                };
+                return Ok((result, None));
             }
             Route::Fetch { endpoint, path } => (endpoint, path),
         };
@@ -438,6 +481,7 @@ impl Worker {
         let mut rejections = 0;
         loop {
             self.wait_for_budget(endpoint).await;
+            let asked_at_ms = now_millis();
             let answer = self.open_api.get(&path).await;
             self.deps
                 .metrics
@@ -508,14 +552,15 @@ impl Worker {
                     continue;
                 }
             };
-            return Ok(EnrichmentResult {
+            let result = EnrichmentResult {
                 enrichment: Enrichment {
                     status,
                     request: Some(request),
                     reason: None,
                 },
                 entity,
-            });
+            };
+            return Ok((result, Some(asked_at_ms)));
         }
     }
 

@@ -88,6 +88,9 @@ impl Studios {
 
         for tenant in loaded.tenants {
             let id = tenant.id.to_string();
+            for warning in tenant.warnings() {
+                tracing::warn!(studio = %id, "{warning}");
+            }
             match old.get(&tenant.id) {
                 Some(running) if running.tenant.fingerprint == tenant.fingerprint => {
                     running.status.set_config_error(None);

@@ -8,8 +8,10 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-/// The vendor's cap per endpoint and minute; a budget above it guarantees 429s.
+/// The vendor's default cap per endpoint and minute; a budget above it draws 429s unless the
+/// studio's contract allows more, so it is a warning, not an error.
 pub const VENDOR_REQUESTS_PER_MINUTE: u32 = 1000;
+const MAX_REQUESTS_PER_MINUTE: u32 = 60_000;
 const DEFAULT_REQUESTS_PER_MINUTE: u32 = 900;
 
 /// A studio id: the tenant file's stem. Restricted so it is safe in storage keys, paths and logs.
@@ -119,6 +121,18 @@ impl SinkSettings {
 }
 
 impl Tenant {
+    /// Settings that are allowed but probably wrong.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let rpm = self.open_api.requests_per_minute;
+        if rpm > VENDOR_REQUESTS_PER_MINUTE {
+            warnings.push(format!(
+                "open_api.requests_per_minute = {rpm} is above the vendor's default cap of {VENDOR_REQUESTS_PER_MINUTE} per endpoint: expect 429s unless the studio's contract allows it"
+            ));
+        }
+        warnings
+    }
+
     /// One key per sink, unique within the studio (a repeated key gets `#2`, `#3`, ...).
     pub fn sink_keys(&self) -> Vec<String> {
         let mut seen: std::collections::HashMap<String, usize> = Default::default();
@@ -354,12 +368,10 @@ fn build_open_api(
     let requests_per_minute = raw
         .requests_per_minute
         .unwrap_or(DEFAULT_REQUESTS_PER_MINUTE);
-    if requests_per_minute == 0 || requests_per_minute > VENDOR_REQUESTS_PER_MINUTE {
+    if requests_per_minute == 0 || requests_per_minute > MAX_REQUESTS_PER_MINUTE {
         return Err(err(
             "open_api.requests_per_minute",
-            format!(
-                "{requests_per_minute} is outside 1..={VENDOR_REQUESTS_PER_MINUTE} (the vendor's cap per endpoint)"
-            ),
+            format!("{requests_per_minute} is outside 1..={MAX_REQUESTS_PER_MINUTE}"),
         ));
     }
     Ok(OpenApiSettings {
@@ -582,7 +594,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bad = GOOD.replace(
             "api_key = \"secret-openapi\"",
-            "requests_per_minute = 5000\napi_key = \"x\"",
+            "requests_per_minute = 0\napi_key = \"x\"",
         );
         let e = load(&write(dir.path(), "s.toml", &bad)).unwrap_err();
         assert_eq!(e.field, "open_api.requests_per_minute");

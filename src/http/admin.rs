@@ -1,6 +1,7 @@
 //! The operator listener: health, readiness, Prometheus metrics and the admin API
 //! (studios, dead letters). `/api/*` needs the bearer token from `[admin] token`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
@@ -13,7 +14,8 @@ use subtle::ConstantTimeEq;
 use crate::activity::Activity;
 use crate::event::{format_millis, now_millis};
 use crate::metrics::Metrics;
-use crate::status::{EndpointUse, StudioState};
+use crate::registry::StudioHandle;
+use crate::status::{EndpointUse, StatusSnapshot, StudioState};
 use crate::store::Store;
 use crate::studio::{Pause, Resume, Wake};
 use crate::studios::Studios;
@@ -28,6 +30,7 @@ pub struct AdminState {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    super::status_page::configure(cfg);
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
@@ -107,7 +110,71 @@ struct StudioView {
     dead_letters: usize,
     last_error: Option<String>,
     config_error: Option<String>,
-    budget: std::collections::BTreeMap<String, EndpointUse>,
+    budget: BTreeMap<String, EndpointUse>,
+    /// 429 answers per endpoint since the relay started; each held that endpoint for a minute.
+    openapi_holds: BTreeMap<String, u64>,
+    sinks: Vec<SinkHealth>,
+}
+
+/// One sink of a studio, for spotting a failing destination without reading metrics text.
+#[derive(Serialize)]
+struct SinkHealth {
+    sink: String,
+    /// Since the relay started.
+    delivered: u64,
+    failed: u64,
+    /// The studio is retrying an event because this sink refuses it right now.
+    failing: bool,
+}
+
+/// Counters are the source of truth for holds and deliveries; reading them here keeps the
+/// studio actor unaware of who watches it.
+fn openapi_holds(
+    metrics: &Metrics,
+    studio: &str,
+    status: &StatusSnapshot,
+) -> BTreeMap<String, u64> {
+    status
+        .budget
+        .keys()
+        .map(|endpoint| {
+            let holds = metrics.openapi_holds.with_label_values(&[studio, endpoint]);
+            (endpoint.clone(), holds.get())
+        })
+        .collect()
+}
+
+fn sink_health(
+    metrics: &Metrics,
+    studio: &StudioHandle,
+    status: &StatusSnapshot,
+) -> Vec<SinkHealth> {
+    let id = studio.tenant.id.as_str();
+    let count = |sink: &str, result: &str| {
+        metrics
+            .sink_deliveries
+            .with_label_values(&[id, sink, result])
+            .get()
+    };
+    studio
+        .tenant
+        .sink_keys()
+        .into_iter()
+        .map(|sink| {
+            // While a sink refuses the head event the studio retries with `<sink>: <error>`.
+            let failing = status.state == StudioState::Retrying
+                && status.last_error.as_deref().is_some_and(|e| {
+                    e.strip_prefix(sink.as_str())
+                        .is_some_and(|r| r.starts_with(": "))
+                });
+            SinkHealth {
+                delivered: count(&sink, "delivered"),
+                failed: count(&sink, "failed"),
+                failing,
+                sink,
+            }
+        })
+        .collect()
 }
 
 async fn studios(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
@@ -121,6 +188,8 @@ async fn studios(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse
         .map(|s| {
             let id = &s.tenant.id;
             let status = s.status.snapshot();
+            let openapi_holds = openapi_holds(&state.metrics, id.as_str(), &status);
+            let sinks = sink_health(&state.metrics, s, &status);
             StudioView {
                 id: id.to_string(),
                 name: s.tenant.name.clone(),
@@ -136,6 +205,8 @@ async fn studios(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse
                 last_error: status.last_error,
                 config_error: status.config_error,
                 budget: status.budget,
+                openapi_holds,
+                sinks,
             }
         })
         .collect();

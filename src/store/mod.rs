@@ -48,6 +48,13 @@ pub struct InboxEntry {
     pub event: QueuedEvent,
 }
 
+impl InboxEntry {
+    /// Whether both are the same inbox entry.
+    pub fn is(&self, other: &InboxEntry) -> bool {
+        self.key == other.key
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
@@ -138,21 +145,31 @@ impl Store {
                 serde_json::to_vec(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             entries.push((studio_key(studio, &seq.to_be_bytes()), value));
         }
-        // Seen and enqueued in one transaction: two inserts can be torn by a crash, leaving a
-        // uuid marked seen with nothing queued, and the vendor's resend would then be dropped.
-        let result =
-            (&self.seen, &self.seen_expiry, &self.inbox).transaction(|(seen, expiry, inbox)| {
-                if seen.get(&seen_key)?.is_some() {
-                    return Ok(Intake::Duplicate);
-                }
-                seen.insert(&seen_key[..], &now_ms.to_be_bytes()[..])?;
-                expiry.insert(&expiry_key[..], &[][..])?;
-                for (key, value) in &entries {
-                    inbox.insert(&key[..], &value[..])?;
-                }
-                Ok::<_, ConflictableTransactionError<()>>(Intake::Accepted)
-            });
-        transaction_result(result)
+        if self.seen.get(&seen_key)?.is_some() {
+            return Ok(Intake::Duplicate);
+        }
+        // Queued first, marked seen last. sled recovers a prefix of its log, so a crash can
+        // leave an event queued but not marked seen (a resend is then delivered twice) and never
+        // marked seen but not queued (a resend would be dropped as a duplicate). This ordering
+        // replaces a multi-tree transaction: sled's transactions take a global lock that queued
+        // every request behind the group commit's flush (8k/s against 30k+/s measured).
+        for (key, value) in &entries {
+            self.inbox.insert(&key[..], &value[..])?;
+        }
+        self.seen_expiry.insert(&expiry_key[..], &[][..])?;
+        let marked = self.seen.compare_and_swap(
+            &seen_key[..],
+            None as Option<&[u8]>,
+            Some(&now_ms.to_be_bytes()[..]),
+        )?;
+        if marked.is_err() {
+            // A concurrent copy of the same notification won the race: take ours back out.
+            for (key, _) in &entries {
+                self.inbox.remove(&key[..])?;
+            }
+            return Ok(Intake::Duplicate);
+        }
+        Ok(Intake::Accepted)
     }
 
     /// The oldest events waiting for `studio`, in arrival order.

@@ -124,3 +124,56 @@ async fn fetches_per_event_family_with_the_studios_key() {
         .all(|r| r.key_ok && r.studio == "berlin" && r.method == "GET"));
     app.stop().await;
 }
+
+#[actix_rt::test]
+async fn events_needing_the_same_request_share_one_answer() {
+    use gymrelay::simulate::Fault;
+    let app = spawn_app(vec![Studio::new("berlin"), Studio::new("hamburg")]).await;
+    // A slow Open API: the first fetch is in flight while the rest queue up.
+    app.sim.set_fault(
+        "berlin",
+        Fault::Delay(std::time::Duration::from_millis(300)),
+    );
+    let ids: Vec<String> = (0..50).map(|i| format!("{}-{i}", unique("same"))).collect();
+    for id in &ids {
+        assert_eq!(
+            app.notify("berlin", id, "CUSTOMER_UPDATED", 42).await.0,
+            200
+        );
+    }
+    // Other requests and other studios are never merged with them.
+    app.notify("berlin", &unique("other"), "CUSTOMER_UPDATED", 43)
+        .await;
+    app.notify("hamburg", &unique("h"), "CUSTOMER_UPDATED", 42)
+        .await;
+
+    let events = app.delivered("berlin", 51).await;
+    let delivered: Vec<&str> = events[..50]
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        delivered,
+        ids.iter().map(String::as_str).collect::<Vec<_>>(),
+        "each, in order"
+    );
+    assert!(events[..50].iter().all(|e| e["entity"]["id"] == 42));
+    app.delivered("hamburg", 1).await;
+
+    let requests = app.sim.requests();
+    let count = |studio: &str, path: &str| {
+        requests
+            .iter()
+            .filter(|r| r.studio == studio && r.path == path)
+            .count()
+    };
+    let fetches = count("berlin", "/v1/customers/42");
+    eprintln!("coalescing: 50 events for one customer, {fetches} fetches");
+    assert!(
+        (1..=2).contains(&fetches),
+        "{fetches} fetches for 50 events"
+    );
+    assert_eq!(count("berlin", "/v1/customers/43"), 1);
+    assert_eq!(count("hamburg", "/v1/customers/42"), 1);
+    app.stop().await;
+}

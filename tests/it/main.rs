@@ -1,6 +1,7 @@
 //! Black-box tests: the real relay on 127.0.0.1 with a temp data dir and the simulated Open API.
 
 mod admin;
+mod browser;
 mod budget;
 mod check;
 mod crash;
@@ -12,3 +13,4 @@ mod isolation;
 mod logs;
 mod reload;
 mod sinks;
+mod status_page;

@@ -1,0 +1,157 @@
+//! `cargo bench --bench ingest`: the durable relay against a ceiling server (same route, key
+//! lookup and validation, no storage) under the same keep-alive load, side by side in one run.
+//!
+//! GYMRELAY_BENCH_SECS sets each phase's length (default 10; the memory goal is for 60).
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::thread;
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use gymrelay::event::Notification;
+use gymrelay::registry::{hash_key, load_dir};
+use gymrelay::simulate::{OpenApiSim, SimStudio};
+use gymrelay::tenant::StudioId;
+use gymrelay::{Config, Relay};
+use secrecy::ExposeSecret;
+use support::*;
+
+const STUDIOS: usize = 10;
+const CONNECTIONS: usize = 32;
+
+type Keys = HashMap<[u8; 32], StudioId>;
+
+/// The ceiling: what the relay does before storage, and nothing after.
+async fn ceiling(req: HttpRequest, body: web::Bytes, keys: web::Data<Keys>) -> HttpResponse {
+    let known = req
+        .headers()
+        .get("x-api-key")
+        .and_then(|k| keys.get(&hash_key(k.as_bytes())));
+    if known.is_none() {
+        return HttpResponse::Unauthorized().json(serde_json::json!({"error": "unknown key"}));
+    }
+    match Notification::parse(&body) {
+        Ok(n) => HttpResponse::Ok().json(serde_json::json!({"status": "accepted", "uuid": n.uuid})),
+        Err(e) => HttpResponse::BadRequest().json(serde_json::json!({"error": e.0})),
+    }
+}
+
+fn main() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (sim_tx, sim_rx) = mpsc::channel();
+    thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let studios = (0..STUDIOS)
+                .map(|i| SimStudio::new(format!("studio-{i}"), format!("openapi-{i}")))
+                .collect();
+            let sim = OpenApiSim::start("127.0.0.1:0".parse().unwrap(), studios, None)
+                .await
+                .expect("simulated Open API");
+            sim_tx.send(sim.addr()).expect("report");
+            std::future::pending::<()>().await;
+        })
+    });
+    let sim_addr: SocketAddr = sim_rx.recv().expect("sim started");
+    write_tenants(dir.path(), STUDIOS, 900, |id| {
+        format!("http://{sim_addr}/{id}")
+    });
+    let mut config = Config::default();
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin.listen = "127.0.0.1:0".parse().unwrap();
+    config.storage.path = dir.path().join("data");
+    config.tenants.dir = dir.path().join("tenants");
+
+    let keys: Keys = load_dir(&config.tenants.dir)
+        .expect("tenants")
+        .tenants
+        .iter()
+        .flat_map(|t| {
+            t.webhook_keys
+                .iter()
+                .map(|k| (hash_key(k.expose_secret().as_bytes()), t.id.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+
+    let (tx, rx) = mpsc::channel::<(SocketAddr, SocketAddr)>();
+    let server_config = config.clone();
+    thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let relay = Relay::start(&server_config).await.expect("relay starts");
+            let relay_addr = relay.addr();
+            let keys = web::Data::new(keys);
+            let ceiling = HttpServer::new(move || {
+                App::new()
+                    .app_data(keys.clone())
+                    .app_data(web::PayloadConfig::new(64 * 1024))
+                    .route("/webhook", web::post().to(ceiling))
+            })
+            .bind("127.0.0.1:0")
+            .expect("bind ceiling");
+            let ceiling_addr = ceiling.addrs()[0];
+            actix_web::rt::spawn(ceiling.run());
+            tx.send((relay_addr, ceiling_addr))
+                .expect("report addresses");
+            let _ = relay.run().await;
+        })
+    });
+    let (relay_addr, ceiling_addr) = rx.recv().expect("servers started");
+    let secs = seconds(10);
+    let load = |addr, run: &'static str, event_type: &'static str| {
+        run_load(addr, CONNECTIONS, secs, move |c, n| {
+            let uuid = format!("{run}-{c}-{n}");
+            let studio = (c + n as usize) % STUDIOS;
+            let customer = 1 + (c as u64 * 7919 + n) % 2000;
+            (
+                notification(&uuid, event_type, customer),
+                format!("key-{studio}"),
+            )
+        })
+    };
+    println!(
+        "ingest: {CONNECTIONS} keep-alive connections, {} s per run, {STUDIOS} studios, loopback, {} cores",
+        secs.as_secs(),
+        thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    // 1. The ceiling. 2. The relay as in production: every event needs an Open API fetch, so
+    // enrichment and delivery run at the studios' budgets (900/min per endpoint) behind the
+    // ingest. 3. The worst case for the shared two cores: events that need no fetch, so every
+    // one is also delivered (file sink, fsync per event) while the load runs.
+    let ceiling_report = load(ceiling_addr, "ceiling", "CUSTOMER_UPDATED");
+    let durable_report = load(relay_addr, "durable", "CUSTOMER_UPDATED");
+    let disk = disk_bytes(&dir.path().join("data")) as f64 / 1048576.0;
+    let delivering_report = load(relay_addr, "delivering", "CUSTOMER_DELETED");
+    let disk_after = disk_bytes(&dir.path().join("data")) as f64 / 1048576.0;
+    println!(
+        "{:<10} {:>11} {:>8} {:>8} {:>8} {:>7} {:>14} {:>9}",
+        "", "accepted/s", "p50 ms", "p99 ms", "max ms", "failed", "peak RSS MiB", "disk MiB"
+    );
+    for (name, r, disk) in [
+        ("ceiling", &ceiling_report, 0.0),
+        ("durable", &durable_report, disk),
+        ("delivering", &delivering_report, disk_after),
+    ] {
+        println!(
+            "{:<10} {:>11.0} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>14.1} {:>9.1}",
+            name,
+            r.per_second(),
+            r.percentile_ms(0.5),
+            r.percentile_ms(0.99),
+            r.percentile_ms(1.0),
+            r.failed,
+            r.peak_rss_mib,
+            disk
+        );
+    }
+    println!(
+        "ratio durable/ceiling: {:.2}",
+        durable_report.per_second() / ceiling_report.per_second()
+    );
+    println!(
+        "ratio delivering/ceiling: {:.2}",
+        delivering_report.per_second() / ceiling_report.per_second()
+    );
+}

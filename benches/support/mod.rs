@@ -1,0 +1,227 @@
+//! Shared by the benches: a keep-alive HTTP/1.1 load generator on plain TCP (so the client
+//! costs little next to the server on the same two cores), process memory, and tenant files.
+
+#![allow(dead_code)] // each bench uses a different part
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// What one run measured.
+pub struct LoadReport {
+    pub ok: u64,
+    pub failed: u64,
+    pub elapsed: Duration,
+    /// Sorted, microseconds.
+    pub latencies_us: Vec<u32>,
+    pub peak_rss_mib: f64,
+}
+
+impl LoadReport {
+    pub fn per_second(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
+        f64::from(self.latencies_us[i]) / 1000.0
+    }
+}
+
+/// `body(connection, n)` gives the JSON body and the webhook key of request n on a connection.
+/// The connections are driven by one thread (async, like wrk), so the client leaves the second
+/// core to the server.
+pub fn run_load<F>(addr: SocketAddr, connections: usize, duration: Duration, body: F) -> LoadReport
+where
+    F: Fn(usize, u64) -> (String, String) + Send + Sync + 'static,
+{
+    let body = Arc::new(body);
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(rss_kib()));
+    let sampler = {
+        let (stop, peak) = (stop.clone(), peak.clone());
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kib(), Ordering::Relaxed);
+                thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("load runtime");
+    let started = Instant::now();
+    let results = runtime.block_on(async {
+        let tasks: Vec<_> = (0..connections)
+            .map(|c| {
+                let (body, stop) = (body.clone(), stop.clone());
+                tokio::task::spawn(async move {
+                    let mut latencies = Vec::new();
+                    let mut failed = 0u64;
+                    let mut conn = Connection::open(addr).await;
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let (json, key) = body(c, n);
+                        n += 1;
+                        let sent = Instant::now();
+                        match conn.post(&json, &key).await {
+                            Ok(200) => latencies.push(sent.elapsed().as_micros() as u32),
+                            Ok(_) => failed += 1,
+                            Err(_) => {
+                                failed += 1;
+                                conn = Connection::open(addr).await;
+                            }
+                        }
+                    }
+                    (latencies, failed)
+                })
+            })
+            .collect();
+        tokio::time::sleep(duration).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut all = Vec::new();
+        for t in tasks {
+            all.push(t.await.expect("load task"));
+        }
+        all
+    });
+    let elapsed = started.elapsed();
+    let mut latencies_us = Vec::new();
+    let mut failed = 0;
+    for (l, f) in results {
+        latencies_us.extend(l);
+        failed += f;
+    }
+    let _ = sampler.join();
+    latencies_us.sort_unstable();
+    LoadReport {
+        ok: latencies_us.len() as u64,
+        failed,
+        elapsed,
+        latencies_us,
+        peak_rss_mib: peak.load(Ordering::Relaxed) as f64 / 1024.0,
+    }
+}
+
+struct Connection {
+    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Connection {
+    async fn open(addr: SocketAddr) -> Connection {
+        let stream = TcpStream::connect(addr)
+            .await
+            .expect("connect to the server under test");
+        stream.set_nodelay(true).ok();
+        let (read, write) = stream.into_split();
+        Connection {
+            reader: BufReader::new(read),
+            writer: write,
+        }
+    }
+
+    /// One request on the kept-alive connection; returns the status.
+    async fn post(&mut self, json: &str, key: &str) -> std::io::Result<u16> {
+        let request = format!(
+            "POST /webhook HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nx-api-key: {key}\r\nContent-Length: {}\r\n\r\n{json}",
+            json.len()
+        );
+        self.writer.write_all(request.as_bytes()).await?;
+        let mut line = String::new();
+        self.reader.read_line(&mut line).await?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body).await?;
+        Ok(status)
+    }
+}
+
+/// Resident memory of this process, KiB.
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Bytes under `dir`.
+pub fn disk_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => disk_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Writes `tenants/<id>.toml` for studios `studio-0..n`: webhook key `key-<i>`, Open API at
+/// `base_url(id)`, a file sink under `out/`.
+pub fn write_tenants(dir: &Path, n: usize, rpm: u32, base_url: impl Fn(&str) -> String) {
+    let tenants = dir.join("tenants");
+    std::fs::create_dir_all(&tenants).expect("tenants dir");
+    for i in 0..n {
+        let id = format!("studio-{i}");
+        let text = format!(
+            "webhook_api_keys = [\"key-{i}\"]\n[open_api]\nbase_url = {:?}\napi_key = \"openapi-{i}\"\nrequests_per_minute = {rpm}\n[[sinks]]\ntype = \"file\"\npath = {:?}\n",
+            base_url(&id),
+            dir.join("out").join(format!("{id}.ndjson")).display().to_string()
+        );
+        std::fs::write(tenants.join(format!("{id}.toml")), text).expect("tenant file");
+    }
+}
+
+/// Seconds a bench phase runs: `GYMRELAY_BENCH_SECS`, else `default`.
+pub fn seconds(default: u64) -> Duration {
+    Duration::from_secs(
+        std::env::var("GYMRELAY_BENCH_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default),
+    )
+}
+
+pub fn notification(uuid: &str, event_type: &str, entity: u64) -> String {
+    format!(
+        r#"{{"entityId":{entity},"uuid":"{uuid}","payload":[{{"timestamp":1642779144176,"type":"{event_type}"}}]}}"#
+    )
+}

@@ -1,0 +1,226 @@
+//! The status page in a real browser (Debian's chromium through chromedriver): studios and
+//! events appear, a dead letter is listed and its Replay button brings the event to the sink.
+
+mod webdriver;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use gymrelay::simulate::Fault;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+use webdriver::{find_program, Driver, Session};
+
+/// The page polls every 2 s, so each step may take a few polls.
+const PAGE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Where screenshots go: `$CARGO_TARGET_DIR`, else the crate's `target/`.
+fn artifact(name: &str) -> PathBuf {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// Runs `script` until it returns something other than null, false or "" and returns that.
+async fn wait_for(page: &Session, what: &str, script: &str, args: Vec<Value>) -> Value {
+    let start = Instant::now();
+    loop {
+        let value = page.execute(script, args.clone()).await;
+        if !matches!(&value, Value::Null | Value::Bool(false)) && value != "" {
+            return value;
+        }
+        if start.elapsed() > PAGE_DEADLINE {
+            let shown = page
+                .execute("return document.body.innerText.slice(0, 3000);", vec![])
+                .await;
+            panic!(
+                "timed out waiting for {what}; the page shows:\n{}",
+                shown.as_str().unwrap_or("")
+            );
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn text(page: &Session, css: &str) -> String {
+    let script = "const e = document.querySelector(arguments[0]); return e ? e.innerText : '';";
+    let value = page.execute(script, vec![json!(css)]).await;
+    value.as_str().unwrap_or_default().to_string()
+}
+
+#[actix_rt::test]
+async fn the_status_page_shows_studios_and_events_and_replays_a_dead_letter() {
+    let chromium = find_program(&["chromium", "chromium-browser"]);
+    let chromedriver = find_program(&["chromedriver"]);
+    let (Some(chromium), Some(chromedriver)) = (chromium, chromedriver) else {
+        eprintln!(
+            "SKIPPED the browser test: no chromium and chromedriver on PATH \
+             (apt-get install chromium chromium-driver; .ci/run installs them)"
+        );
+        return;
+    };
+    let app = spawn_app(vec![
+        Studio::new("berlin").with("name = \"Berlin Mitte\"\n"),
+        Studio::new("hamburg").with("name = \"Hamburg Altona\"\n"),
+    ])
+    .await;
+    let sent = [
+        ("berlin", "CUSTOMER_UPDATED", 7101),
+        ("berlin", "CONTRACT_CREATED", 7102),
+        ("hamburg", "CUSTOMER_CREATED", 7201),
+    ];
+    for (studio, event_type, entity) in sent {
+        app.notify(studio, &unique("page"), event_type, entity)
+            .await;
+    }
+    app.delivered("berlin", 2).await;
+    app.delivered("hamburg", 1).await;
+
+    let driver = Driver::start(&chromedriver, chromium).await;
+    let page = driver.session(1280, 900).await;
+    page.goto(&format!("{}/", app.admin_url)).await;
+    let token = page.find("#token").await.expect("a token field");
+    let connect = page.find("#connect").await.expect("a connect button");
+    page.type_into(&token, "not-the-token").await;
+    page.click(&connect).await;
+    let refused = wait_for(
+        &page,
+        "the wrong token to be refused",
+        "const e = document.getElementById('login-error'); return !e.hidden && e.innerText;",
+        vec![],
+    )
+    .await;
+    assert!(
+        refused.as_str().unwrap().contains("bearer token"),
+        "{refused}"
+    );
+    page.type_into(&token, ADMIN_TOKEN).await;
+    page.click(&connect).await;
+
+    wait_for(
+        &page,
+        "both studios in the table",
+        "return ['berlin', 'hamburg'].every(id =>
+             document.querySelector('#studios-body tr[data-studio=\"' + id + '\"]'));",
+        vec![],
+    )
+    .await;
+    let table = text(&page, "#studios-body").await;
+    for shown in ["Berlin Mitte", "Hamburg Altona", "Running"] {
+        assert!(
+            table.contains(shown),
+            "{shown} missing from the table:\n{table}"
+        );
+    }
+    let rows = "return [...document.querySelectorAll('#studios-body tr')]
+                    .map(row => row.dataset.studio).join(',');";
+    let filter = page.find("#filter").await.expect("a filter field");
+    page.type_into(&filter, "Altona").await;
+    assert_eq!(
+        page.execute(rows, vec![]).await,
+        "hamburg",
+        "filtered by name"
+    );
+    page.clear(&filter).await;
+    page.type_into(&filter, "BERL").await;
+    assert_eq!(
+        page.execute(rows, vec![]).await,
+        "berlin",
+        "by id, any case"
+    );
+    page.clear(&filter).await;
+    let by_name = page.find("th[data-sort=\"name\"] button").await.unwrap();
+    page.click(&by_name).await;
+    assert_eq!(
+        page.execute(rows, vec![]).await,
+        "hamburg,berlin",
+        "name, descending"
+    );
+    page.click(&by_name).await;
+    assert_eq!(page.execute(rows, vec![]).await, "berlin,hamburg");
+    wait_for(
+        &page,
+        "the events in the live strip",
+        "const strip = document.getElementById('events-body').innerText;
+         return arguments[0].every(entity => strip.includes(String(entity)));",
+        vec![json!(sent.map(|(_, _, entity)| entity))],
+    )
+    .await;
+    let strip = text(&page, "#events-body").await;
+    assert!(
+        strip.contains("CONTRACT_CREATED") && strip.contains("hamburg"),
+        "{strip}"
+    );
+    wait_for(
+        &page,
+        "the per-minute chart",
+        "return document.querySelectorAll('#chart-events .bar-webhooks').length === 60;",
+        vec![],
+    )
+    .await;
+
+    app.sim.set_fault("berlin", Fault::Status(400));
+    let doomed = unique("doomed");
+    app.notify("berlin", &doomed, "CUSTOMER_UPDATED", 7777)
+        .await;
+    let id = wait_for(
+        &page,
+        "the dead letter in the list",
+        "const button = document.querySelector('#dead-letters button[data-replay]');
+         return button && button.dataset.replay;",
+        vec![],
+    )
+    .await;
+    let id = id.as_str().unwrap().to_string();
+    let item = text(&page, &format!("li[data-dead-letter=\"{id}\"]")).await;
+    assert!(
+        item.contains("400") && item.contains("attempt") && item.contains(&doomed),
+        "{item}"
+    );
+    assert!(page
+        .find("button[data-replay-studio=\"berlin\"]")
+        .await
+        .is_some());
+    page.screenshot_full_page(1280, &artifact("status-page.png"))
+        .await;
+
+    app.sim.set_fault("berlin", Fault::None);
+    let replay = format!("button[data-replay=\"{id}\"]");
+    page.resize(1280, 900).await;
+    page.click(&page.find(&replay).await.expect("a Replay button"))
+        .await;
+    wait_for(
+        &page,
+        "the dead letter to leave the list",
+        "return !document.querySelector('[data-dead-letter=\"' + arguments[0] + '\"]')
+             && document.getElementById('dead-empty').hidden === false;",
+        vec![json!(id)],
+    )
+    .await;
+    let delivered = app.delivered("berlin", 3).await;
+    assert!(
+        delivered.iter().any(|e| e["id"] == doomed.as_str()),
+        "the replayed event reaches the sink"
+    );
+
+    // The token lives in sessionStorage, never in the document.
+    let html = page
+        .execute("return document.documentElement.outerHTML;", vec![])
+        .await;
+    let html = html.as_str().unwrap();
+    for secret in [
+        ADMIN_TOKEN.to_string(),
+        webhook_key("berlin"),
+        open_api_key("berlin"),
+    ] {
+        assert!(!html.contains(&secret), "a key is in the page");
+    }
+    page.screenshot_full_page(390, &artifact("status-page-phone.png"))
+        .await;
+    drop(page);
+    drop(driver);
+    app.stop().await;
+}
