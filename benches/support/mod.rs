@@ -21,6 +21,8 @@ pub struct LoadReport {
     /// Sorted, microseconds.
     pub latencies_us: Vec<u32>,
     pub peak_rss_mib: f64,
+    /// Resident memory every 100 ms during the run, KiB.
+    pub rss_samples_kib: Vec<u64>,
 }
 
 impl LoadReport {
@@ -44,18 +46,38 @@ pub fn run_load<F>(addr: SocketAddr, connections: usize, duration: Duration, bod
 where
     F: Fn(usize, u64) -> (String, String) + Send + Sync + 'static,
 {
+    run_paced_load(addr, connections, duration, 0.0, body)
+}
+
+/// Like [`run_load`], but the connections together send at most `rate` requests per second
+/// (0 = as fast as the server answers).
+pub fn run_paced_load<F>(
+    addr: SocketAddr,
+    connections: usize,
+    duration: Duration,
+    rate: f64,
+    body: F,
+) -> LoadReport
+where
+    F: Fn(usize, u64) -> (String, String) + Send + Sync + 'static,
+{
     let body = Arc::new(body);
     let stop = Arc::new(AtomicBool::new(false));
     let peak = Arc::new(AtomicU64::new(rss_kib()));
     let sampler = {
         let (stop, peak) = (stop.clone(), peak.clone());
         thread::spawn(move || {
+            let mut samples = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                peak.fetch_max(rss_kib(), Ordering::Relaxed);
+                let rss = rss_kib();
+                samples.push(rss);
+                peak.fetch_max(rss, Ordering::Relaxed);
                 thread::sleep(Duration::from_millis(100));
             }
+            samples
         })
     };
+    let interval = (rate > 0.0).then(|| Duration::from_secs_f64(connections as f64 / rate));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -70,7 +92,15 @@ where
                     let mut failed = 0u64;
                     let mut conn = Connection::open(addr).await;
                     let mut n = 0u64;
+                    let mut pace = interval.map(|every| {
+                        let mut tick = tokio::time::interval(every);
+                        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        tick
+                    });
                     while !stop.load(Ordering::Relaxed) {
+                        if let Some(tick) = pace.as_mut() {
+                            tick.tick().await;
+                        }
                         let (json, key) = body(c, n);
                         n += 1;
                         let sent = Instant::now();
@@ -102,7 +132,7 @@ where
         latencies_us.extend(l);
         failed += f;
     }
-    let _ = sampler.join();
+    let rss_samples_kib = sampler.join().unwrap_or_default();
     latencies_us.sort_unstable();
     LoadReport {
         ok: latencies_us.len() as u64,
@@ -110,6 +140,7 @@ where
         elapsed,
         latencies_us,
         peak_rss_mib: peak.load(Ordering::Relaxed) as f64 / 1024.0,
+        rss_samples_kib,
     }
 }
 

@@ -129,6 +129,18 @@ impl Store {
         Ok(outcome)
     }
 
+    /// The write half of [`Store::intake`] without waiting for the disk, for the micro bench.
+    #[doc(hidden)]
+    pub fn record_for_bench(
+        &self,
+        studio: &StudioId,
+        uuid: &str,
+        events: &[QueuedEvent],
+        now_ms: i64,
+    ) -> Result<Intake, StoreError> {
+        self.record(studio, uuid, events, now_ms)
+    }
+
     fn record(
         &self,
         studio: &StudioId,

@@ -1,0 +1,107 @@
+//! `cargo bench --bench scale`: 1,000 tenant files. Start-up time to ready and idle memory,
+//! then a paced load spread over all studios (default 10,000 webhooks/s for 60 s; set
+//! GYMRELAY_BENCH_RATE and GYMRELAY_BENCH_SECS) with memory sampled along the way.
+
+mod support;
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use gymrelay::simulate::{OpenApiSim, SimStudio};
+use gymrelay::{Config, Relay};
+use support::*;
+
+const STUDIOS: usize = 1000;
+const CONNECTIONS: usize = 32;
+
+fn main() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rate: f64 = std::env::var("GYMRELAY_BENCH_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(10_000.0);
+    let secs = seconds(60);
+
+    let (tx, rx) = mpsc::channel();
+    let root = dir.path().to_path_buf();
+    thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let studios = (0..STUDIOS)
+                .map(|i| SimStudio::new(format!("studio-{i}"), format!("openapi-{i}")))
+                .collect();
+            let sim = OpenApiSim::start("127.0.0.1:0".parse().unwrap(), studios, None)
+                .await
+                .expect("simulated Open API");
+            write_tenants(&root, STUDIOS, 900, |id| sim.base_url(id));
+            let mut config = Config::default();
+            config.http.listen = "127.0.0.1:0".parse().unwrap();
+            config.admin.listen = "127.0.0.1:0".parse().unwrap();
+            config.storage.path = root.join("data");
+            config.tenants.dir = root.join("tenants");
+            let rss_before = rss_kib();
+            let started = Instant::now();
+            let relay = Relay::start(&config).await.expect("relay");
+            let admin = relay.admin_addr();
+            let addr = relay.addr();
+            actix_web::rt::spawn(relay.run());
+            let client = awc::Client::default();
+            loop {
+                let ready = client.get(format!("http://{admin}/readyz")).send().await;
+                if ready.is_ok_and(|r| r.status().is_success()) {
+                    break;
+                }
+                actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+            }
+            let ready_in = started.elapsed();
+            tx.send((addr, ready_in, rss_before)).expect("report");
+            std::future::pending::<()>().await;
+        })
+    });
+    let (addr, ready_in, rss_before) = rx.recv().expect("relay started");
+    thread::sleep(Duration::from_secs(2));
+    let idle = rss_kib();
+    println!(
+        "scale: {STUDIOS} studios ready in {:.0} ms; RSS {:.1} MiB before start, {:.1} MiB idle",
+        ready_in.as_secs_f64() * 1000.0,
+        rss_before as f64 / 1024.0,
+        idle as f64 / 1024.0
+    );
+
+    let report = run_paced_load(addr, CONNECTIONS, secs, rate, |c, n| {
+        let studio = (c * 7919 + n as usize) % STUDIOS;
+        // One in ten needs a fetch; the rest are delivered without one.
+        let event_type = if n % 10 == 0 {
+            "CUSTOMER_UPDATED"
+        } else {
+            "CUSTOMER_DELETED"
+        };
+        (
+            notification(&format!("scale-{c}-{n}"), event_type, 1 + n % 2000),
+            format!("key-{studio}"),
+        )
+    });
+    println!(
+        "load: {:.0} accepted/s (target {rate:.0}), p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, failed {}",
+        report.per_second(),
+        report.percentile_ms(0.5),
+        report.percentile_ms(0.99),
+        report.percentile_ms(1.0),
+        report.failed
+    );
+    let samples = &report.rss_samples_kib;
+    let at =
+        |fraction: f64| samples[((samples.len() - 1) as f64 * fraction) as usize] as f64 / 1024.0;
+    let second_half = &samples[samples.len() / 2..];
+    let (lo, hi) = (
+        *second_half.iter().min().unwrap_or(&0) as f64 / 1024.0,
+        *second_half.iter().max().unwrap_or(&0) as f64 / 1024.0,
+    );
+    println!(
+        "RSS MiB: start {:.1}, middle {:.1}, end {:.1}; second half {lo:.1}..{hi:.1} ({:+.1} %)",
+        at(0.0),
+        at(0.5),
+        at(1.0),
+        100.0 * (hi - lo) / lo.max(1.0)
+    );
+}
