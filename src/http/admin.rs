@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
+use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpRequest, HttpResponse};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -36,6 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics))
         .service(
             web::scope("/api")
+                .wrap(from_fn(require_token))
                 .route("/studios", web::get().to(studios))
                 .route("/activity", web::get().to(activity))
                 .route("/studios/{studio}/minutes", web::get().to(minutes))
@@ -177,10 +181,7 @@ fn sink_health(
         .collect()
 }
 
-async fn studios(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
-    if let Some(denied) = deny(&req, &state) {
-        return denied;
-    }
+async fn studios(state: web::Data<AdminState>) -> HttpResponse {
     let now = now_millis();
     let registry = state.studios.registry();
     let mut views: Vec<StudioView> = registry
@@ -229,72 +230,38 @@ struct ActivityQuery {
 }
 
 /// The most recent events across studios, newest first: ids and statuses only.
-async fn activity(
-    req: HttpRequest,
-    query: web::Query<ActivityQuery>,
-    state: web::Data<AdminState>,
-) -> HttpResponse {
-    if let Some(denied) = deny(&req, &state) {
-        return denied;
-    }
+async fn activity(query: web::Query<ActivityQuery>, state: web::Data<AdminState>) -> HttpResponse {
     let events = state.activity.recent(query.limit.unwrap_or(50).min(200));
     HttpResponse::Ok().json(json!({ "events": events }))
 }
 
 /// One studio's last hour, per minute: webhooks, deliveries, acknowledgement latency.
-async fn minutes(
-    req: HttpRequest,
-    studio: web::Path<String>,
-    state: web::Data<AdminState>,
-) -> HttpResponse {
-    if let Some(denied) = deny(&req, &state) {
-        return denied;
-    }
+async fn minutes(studio: web::Path<String>, state: web::Data<AdminState>) -> HttpResponse {
     let minutes = state.activity.minutes(&studio, now_millis());
     HttpResponse::Ok().json(json!({ "studio": studio.as_str(), "minutes": minutes }))
 }
 
-async fn reload(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
-    if let Some(denied) = deny(&req, &state) {
-        return denied;
-    }
+async fn reload(state: web::Data<AdminState>) -> HttpResponse {
     match state.studios.reload() {
         Ok(report) => HttpResponse::Ok().json(report),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
 
-async fn pause(
-    req: HttpRequest,
-    studio: web::Path<String>,
-    state: web::Data<AdminState>,
-) -> HttpResponse {
-    tell(&req, &studio, &state, Pause, "paused")
+async fn pause(studio: web::Path<String>, state: web::Data<AdminState>) -> HttpResponse {
+    tell(&studio, &state, Pause, "paused")
 }
 
-async fn resume(
-    req: HttpRequest,
-    studio: web::Path<String>,
-    state: web::Data<AdminState>,
-) -> HttpResponse {
-    tell(&req, &studio, &state, Resume, "running")
+async fn resume(studio: web::Path<String>, state: web::Data<AdminState>) -> HttpResponse {
+    tell(&studio, &state, Resume, "running")
 }
 
 /// Sends a message to one studio's actor.
-fn tell<M>(
-    req: &HttpRequest,
-    studio: &str,
-    state: &AdminState,
-    message: M,
-    now: &str,
-) -> HttpResponse
+fn tell<M>(studio: &str, state: &AdminState, message: M, now: &str) -> HttpResponse
 where
     M: actix::Message<Result = ()> + Send + 'static,
     crate::studio::StudioActor: actix::Handler<M>,
 {
-    if let Some(denied) = deny(req, state) {
-        return denied;
-    }
     let handle = StudioId::parse(studio)
         .ok()
         .and_then(|id| state.studios.registry().get(&id).cloned());
@@ -313,13 +280,9 @@ struct DeadLetterQuery {
 }
 
 async fn dead_letters(
-    req: HttpRequest,
     query: web::Query<DeadLetterQuery>,
     state: web::Data<AdminState>,
 ) -> HttpResponse {
-    if let Some(denied) = deny(&req, &state) {
-        return denied;
-    }
     let studio = match query.studio.as_deref().map(StudioId::parse).transpose() {
         Ok(studio) => studio,
         Err(reason) => return error(StatusCode::BAD_REQUEST, &reason),
@@ -330,14 +293,7 @@ async fn dead_letters(
     }
 }
 
-async fn replay_one(
-    req: HttpRequest,
-    id: web::Path<String>,
-    state: web::Data<AdminState>,
-) -> HttpResponse {
-    if let Some(denied) = deny(&req, &state) {
-        return denied;
-    }
+async fn replay_one(id: web::Path<String>, state: web::Data<AdminState>) -> HttpResponse {
     match state.store.replay(&id) {
         Ok(Some(studio)) => {
             wake(&state, &studio);
@@ -348,14 +304,7 @@ async fn replay_one(
     }
 }
 
-async fn replay_studio(
-    req: HttpRequest,
-    studio: web::Path<String>,
-    state: web::Data<AdminState>,
-) -> HttpResponse {
-    if let Some(denied) = deny(&req, &state) {
-        return denied;
-    }
+async fn replay_studio(studio: web::Path<String>, state: web::Data<AdminState>) -> HttpResponse {
     let Ok(studio) = StudioId::parse(&studio) else {
         return error(StatusCode::BAD_REQUEST, "not a studio id");
     };
@@ -378,6 +327,27 @@ async fn replay_studio(
 fn wake(state: &AdminState, studio: &StudioId) {
     if let Some(handle) = state.studios.registry().get(studio) {
         handle.actor.do_send(Wake);
+    }
+}
+
+/// Every `/api` route needs the bearer token; checked once here, for all of them.
+async fn require_token(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let denied = match req.app_data::<web::Data<AdminState>>() {
+        Some(state) => deny(req.request(), state),
+        None => Some(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "admin state missing",
+        )),
+    };
+    match denied {
+        Some(denied) => Ok(req.into_response(denied).map_into_right_body()),
+        None => next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body),
     }
 }
 
