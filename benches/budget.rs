@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use gymrelay::simulate::{OpenApiSim, SimOptions, SimStudio};
-use gymrelay::{Config, Relay};
+use gymrelay::Relay;
 use support::*;
 
 /// High so that the run is short; the window is the vendor's minute regardless.
@@ -28,11 +28,7 @@ fn main() {
         .await
         .expect("simulated Open API");
         write_tenants(dir.path(), 1, BUDGET, |id| sim.base_url(id));
-        let mut config = Config::default();
-        config.http.listen = "127.0.0.1:0".parse().unwrap();
-        config.admin.listen = "127.0.0.1:0".parse().unwrap();
-        config.storage.path = dir.path().join("data");
-        config.tenants.dir = dir.path().join("tenants");
+        let config = config_in(dir.path());
         let relay = Relay::start(&config).await.expect("relay");
         let url = format!("http://{}/webhook", relay.addr());
         actix_web::rt::spawn(relay.run());

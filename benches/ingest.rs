@@ -13,9 +13,8 @@ use std::thread;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use gymrelay::event::Notification;
 use gymrelay::registry::{hash_key, load_dir};
-use gymrelay::simulate::{OpenApiSim, SimStudio};
 use gymrelay::tenant::StudioId;
-use gymrelay::{Config, Relay};
+use gymrelay::Relay;
 use secrecy::ExposeSecret;
 use support::*;
 
@@ -44,12 +43,7 @@ fn main() {
     let (sim_tx, sim_rx) = mpsc::channel();
     thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
-            let studios = (0..STUDIOS)
-                .map(|i| SimStudio::new(format!("studio-{i}"), format!("openapi-{i}")))
-                .collect();
-            let sim = OpenApiSim::start("127.0.0.1:0".parse().unwrap(), studios, None)
-                .await
-                .expect("simulated Open API");
+            let sim = start_sim(STUDIOS).await;
             sim_tx.send(sim.addr()).expect("report");
             std::future::pending::<()>().await;
         })
@@ -58,11 +52,7 @@ fn main() {
     write_tenants(dir.path(), STUDIOS, 900, |id| {
         format!("http://{sim_addr}/{id}")
     });
-    let mut config = Config::default();
-    config.http.listen = "127.0.0.1:0".parse().unwrap();
-    config.admin.listen = "127.0.0.1:0".parse().unwrap();
-    config.storage.path = dir.path().join("data");
-    config.tenants.dir = dir.path().join("tenants");
+    let config = config_in(dir.path());
 
     let keys: Keys = load_dir(&config.tenants.dir)
         .expect("tenants")

@@ -8,8 +8,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use gymrelay::simulate::{OpenApiSim, SimStudio};
-use gymrelay::{Config, Relay};
+use gymrelay::Relay;
 use support::*;
 
 const STUDIOS: usize = 1000;
@@ -27,18 +26,9 @@ fn main() {
     let root = dir.path().to_path_buf();
     thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
-            let studios = (0..STUDIOS)
-                .map(|i| SimStudio::new(format!("studio-{i}"), format!("openapi-{i}")))
-                .collect();
-            let sim = OpenApiSim::start("127.0.0.1:0".parse().unwrap(), studios, None)
-                .await
-                .expect("simulated Open API");
+            let sim = start_sim(STUDIOS).await;
             write_tenants(&root, STUDIOS, 900, |id| sim.base_url(id));
-            let mut config = Config::default();
-            config.http.listen = "127.0.0.1:0".parse().unwrap();
-            config.admin.listen = "127.0.0.1:0".parse().unwrap();
-            config.storage.path = root.join("data");
-            config.tenants.dir = root.join("tenants");
+            let config = config_in(&root);
             let rss_before = rss_kib();
             let started = Instant::now();
             let relay = Relay::start(&config).await.expect("relay");

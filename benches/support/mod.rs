@@ -256,3 +256,23 @@ pub fn notification(uuid: &str, event_type: &str, entity: u64) -> String {
         r#"{{"entityId":{entity},"uuid":"{uuid}","payload":[{{"timestamp":1642779144176,"type":"{event_type}"}}]}}"#
     )
 }
+
+/// The simulated Open API for studios `studio-0..n` (Open API key `openapi-<i>`).
+pub async fn start_sim(n: usize) -> gymrelay::simulate::OpenApiSim {
+    let studios = (0..n)
+        .map(|i| gymrelay::simulate::SimStudio::new(format!("studio-{i}"), format!("openapi-{i}")))
+        .collect();
+    gymrelay::simulate::OpenApiSim::start("127.0.0.1:0".parse().unwrap(), studios, None)
+        .await
+        .expect("simulated Open API")
+}
+
+/// Default config on ephemeral loopback ports, storage and tenants under `dir`.
+pub fn config_in(dir: &Path) -> gymrelay::Config {
+    let mut config = gymrelay::Config::default();
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin.listen = "127.0.0.1:0".parse().unwrap();
+    config.storage.path = dir.join("data");
+    config.tenants.dir = dir.join("tenants");
+    config
+}
