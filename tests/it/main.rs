@@ -12,5 +12,6 @@ mod ingest;
 mod isolation;
 mod logs;
 mod reload;
+mod robustness;
 mod sinks;
 mod status_page;
