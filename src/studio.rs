@@ -347,13 +347,13 @@ impl Worker {
         let result = match entry.event.enriched.clone() {
             Some(result) => result,
             None => {
-                let (result, asked_at_ms) = self.enrich(entry).await?;
+                let (result, asked_at) = self.enrich(entry).await?;
                 entry.event.enriched = Some(result.clone());
                 entry.event.failing_since_ms = None;
                 // Only a fetched answer is worth keeping across a restart; a skip is recomputed.
-                if let Some(asked_at_ms) = asked_at_ms {
+                if let Some(asked_at) = asked_at {
                     self.save(entry).await;
-                    self.share_answer(entry, &result, asked_at_ms).await;
+                    self.share_answer(entry, &result, asked_at).await;
                 }
                 result
             }
@@ -429,7 +429,7 @@ impl Worker {
     /// arrived before it was sent: the answer is at least as new as each of their changes, so
     /// fetching again for them would only spend budget. Each is still delivered on its own, in
     /// its place, with its own id.
-    async fn share_answer(&self, head: &InboxEntry, result: &EnrichmentResult, asked_at_ms: i64) {
+    async fn share_answer(&self, head: &InboxEntry, result: &EnrichmentResult, asked_at: u64) {
         let request = route(&head.event);
         let queued = match self.deps.store.pending(&self.tenant.id, COALESCE_LOOKAHEAD) {
             Ok(queued) => queued,
@@ -442,7 +442,7 @@ impl Worker {
         for mut other in queued {
             if other.is(head)
                 || other.event.enriched.is_some()
-                || other.event.received_at_ms >= asked_at_ms
+                || other.sequence() >= asked_at
                 || route(&other.event) != request
             {
                 continue;
@@ -456,11 +456,12 @@ impl Worker {
         }
     }
 
-    /// The enrichment, and when the request that answered was sent (None when none was needed).
+    /// The enrichment, and when (in arrival order, see `Store::sequence`) the request that
+    /// answered was sent; None when no request was needed.
     async fn enrich(
         &mut self,
         entry: &mut InboxEntry,
-    ) -> Result<(EnrichmentResult, Option<i64>), Dead> {
+    ) -> Result<(EnrichmentResult, Option<u64>), Dead> {
         let (endpoint, path) = match route(&entry.event) {
             Route::Skip { reason } => {
                 let result = EnrichmentResult {
@@ -481,7 +482,9 @@ impl Worker {
         let mut rejections = 0;
         loop {
             self.wait_for_budget(endpoint).await;
-            let asked_at_ms = now_millis();
+            // Which queued events are older than this request decides who may share its answer;
+            // the store's sequence orders them even if the wall clock steps back.
+            let asked_at = self.deps.store.sequence().unwrap_or(0);
             let answer = self.open_api.get(&path).await;
             self.deps
                 .metrics
@@ -560,7 +563,7 @@ impl Worker {
                 },
                 entity,
             };
-            return Ok((result, Some(asked_at_ms)));
+            return Ok((result, Some(asked_at)));
         }
     }
 

@@ -3,6 +3,8 @@
 
 mod committer;
 
+use std::sync::{Arc, Mutex};
+
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 pub use committer::CommitError;
@@ -53,6 +55,12 @@ impl InboxEntry {
     pub fn is(&self, other: &InboxEntry) -> bool {
         self.key == other.key
     }
+
+    /// Its place in arrival order (see [`Store::sequence`]).
+    pub fn sequence(&self) -> u64 {
+        let tail = &self.key[self.key.len().saturating_sub(8)..];
+        tail.try_into().map(u64::from_be_bytes).unwrap_or(0)
+    }
 }
 
 #[derive(Clone)]
@@ -64,7 +72,12 @@ pub struct Store {
     dead: sled::Tree,
     budgets: sled::Tree,
     committer: Committer,
+    /// Serialises intake per uuid (striped by hash), so two copies of one notification arriving
+    /// together cannot both write: the loser sees the winner's mark and writes nothing.
+    intake_locks: Arc<[Mutex<()>; INTAKE_STRIPES]>,
 }
+
+const INTAKE_STRIPES: usize = 64;
 
 /// A dead letter with its id (`<studio>:<sequence>`), as listed by the admin API.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -110,6 +123,7 @@ impl Store {
             budgets: db.open_tree(BUDGETS)?,
             db,
             committer,
+            intake_locks: Arc::new(std::array::from_fn(|_| Mutex::new(()))),
         })
     }
 
@@ -150,15 +164,27 @@ impl Store {
     ) -> Result<Intake, StoreError> {
         let seen_key = studio_key(studio, uuid.as_bytes());
         let expiry_key = [&now_ms.to_be_bytes()[..], &seen_key].concat();
-        let mut entries = Vec::with_capacity(events.len());
-        for event in events {
-            let seq = self.db.generate_id()?;
-            let value =
-                serde_json::to_vec(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            entries.push((studio_key(studio, &seq.to_be_bytes()), value));
-        }
+        let values = events
+            .iter()
+            .map(|event| serde_json::to_vec(event).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let stripe = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            seen_key.hash(&mut hasher);
+            hasher.finish() as usize % INTAKE_STRIPES
+        };
+        // Held for a few microseconds of in-memory sled work; never across an await.
+        let _same_uuid = self.intake_locks[stripe]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if self.seen.get(&seen_key)?.is_some() {
             return Ok(Intake::Duplicate);
+        }
+        let mut entries = Vec::with_capacity(values.len());
+        for value in values {
+            let seq = self.db.generate_id()?;
+            entries.push((studio_key(studio, &seq.to_be_bytes()), value));
         }
         // Queued first, marked seen last. sled recovers a prefix of its log, so a crash can
         // leave an event queued but not marked seen (a resend is then delivered twice) and never
@@ -175,13 +201,18 @@ impl Store {
             Some(&now_ms.to_be_bytes()[..]),
         )?;
         if marked.is_err() {
-            // A concurrent copy of the same notification won the race: take ours back out.
-            for (key, _) in &entries {
-                self.inbox.remove(&key[..])?;
-            }
+            // Cannot happen while the stripe lock is held; if it did, the copy already queued
+            // stays queued (delivered twice at worst) rather than risk losing it.
+            tracing::warn!(%studio, "uuid marked seen concurrently");
             return Ok(Intake::Duplicate);
         }
         Ok(Intake::Accepted)
+    }
+
+    /// A point in arrival order: every event queued before this call has a lower sequence,
+    /// every later one a higher. Monotonic across restarts, unlike the wall clock.
+    pub fn sequence(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id()?)
     }
 
     /// The oldest events waiting for `studio`, in arrival order.
