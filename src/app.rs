@@ -34,7 +34,7 @@ pub enum StartError {
     Watch(#[from] notify::Error),
     #[error("cannot listen on {addr}: {reason}")]
     Bind { addr: SocketAddr, reason: String },
-    #[error("http.tls_cert / http.tls_key are set, but this build serves plain HTTP only: terminate TLS in front of gymrelay or remove them")]
+    #[error("http.tls_cert / http.tls_key: this build serves plain HTTP only; terminate TLS in front of gymrelay and remove them")]
     TlsUnsupported,
 }
 
@@ -55,10 +55,7 @@ impl Relay {
     /// Opens storage, starts one actor per valid studio and binds both listeners.
     /// Must be called inside an actix system.
     pub async fn start(config: &Config) -> Result<Relay, StartError> {
-        // Refuse rather than silently serve plain HTTP where HTTPS was asked for.
-        if config.http.tls_cert.is_some() || config.http.tls_key.is_some() {
-            return Err(StartError::TlsUnsupported);
-        }
+        refuse_unsupported(config)?;
         let store = Store::open(&config.storage)?;
         let metrics = Arc::new(Metrics::new());
         let activity = Arc::new(Activity::default());
@@ -198,6 +195,15 @@ fn bind_error(addr: SocketAddr) -> impl FnOnce(std::io::Error) -> StartError {
         addr,
         reason: e.to_string(),
     }
+}
+
+/// Settings this build cannot honour. Refusing beats silently serving plain HTTP where HTTPS
+/// was asked for.
+pub fn refuse_unsupported(config: &Config) -> Result<(), StartError> {
+    if config.http.tls_cert.is_some() || config.http.tls_key.is_some() {
+        return Err(StartError::TlsUnsupported);
+    }
+    Ok(())
 }
 
 /// Stops a running relay.

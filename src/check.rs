@@ -70,6 +70,14 @@ pub async fn check(args: &CheckArgs, out: &mut impl Write) -> io::Result<usize> 
     for warning in listener_warnings(&config.http) {
         writeln!(out, "warning: {warning}")?;
     }
+    // What `serve` would refuse to start with.
+    let refused = crate::app::refuse_unsupported(&config).err();
+    if let Some(e) = &refused {
+        let source = file
+            .as_deref()
+            .map_or("config".into(), |f| f.display().to_string());
+        writeln!(out, "{source}: {e}")?;
+    }
 
     let dir = &config.tenants.dir;
     let loaded = match registry::load_dir(dir) {
@@ -88,7 +96,7 @@ pub async fn check(args: &CheckArgs, out: &mut impl Write) -> io::Result<usize> 
         }
     }
     let broken_files: HashSet<&PathBuf> = loaded.errors.iter().map(|e| &e.file).collect();
-    let mut problems = loaded.errors.len();
+    let mut problems = loaded.errors.len() + usize::from(refused.is_some());
     let mut studios_with_problems = broken_files.len();
 
     if args.online {
