@@ -250,6 +250,21 @@ fn config_and_directory_errors_fail() {
         run.stdout
     );
 
+    // TLS settings that serve would refuse to start with are a problem, naming the fields.
+    std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
+    std::fs::write(
+        dir.path().join("gymrelay.toml"),
+        "[http]\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n",
+    )
+    .unwrap();
+    let run = check(dir.path(), &[]);
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("http.tls_cert / http.tls_key"),
+        "{}",
+        run.stdout
+    );
+
     let run = gymrelay(dir.path(), &["check", "--config", "absent.toml"]);
     assert_eq!(run.code, Some(1));
     assert!(
