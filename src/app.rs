@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::event::now_millis;
 use crate::http::admin::{self, AdminState};
 use crate::http::ingest::{self, IngestState};
+use crate::http::limits::{AuthFailures, InFlight, StudioRates};
 use crate::metrics::Metrics;
 use crate::registry;
 use crate::reload::Reloader;
@@ -34,8 +35,8 @@ pub enum StartError {
     Watch(#[from] notify::Error),
     #[error("cannot listen on {addr}: {reason}")]
     Bind { addr: SocketAddr, reason: String },
-    #[error("http.tls_cert / http.tls_key: this build serves plain HTTP only; terminate TLS in front of gymrelay and remove them")]
-    TlsUnsupported,
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A started relay. Run it with [`Relay::run`]; stop it with its [`RelayHandle`], SIGINT or SIGTERM.
@@ -93,21 +94,38 @@ impl Relay {
             store: store.clone(),
             metrics: metrics.clone(),
             accepting: accepting.clone(),
+            in_flight: InFlight::new(config.http.max_in_flight),
+            rates: StudioRates::new(
+                config.http.studio_requests_per_second,
+                config.http.studio_burst,
+            ),
+            auth_failures: AuthFailures::new(),
+            max_body_bytes: config.http.max_body_bytes,
+            body_timeout: config.http.body_timeout,
         });
-        let max_body = config.http.max_body_bytes;
-        let mut ingest = HttpServer::new(move || {
+        let workers = match config.http.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let ingest = HttpServer::new(move || {
             App::new()
                 .app_data(ingest_state.clone())
-                .configure(ingest::configure(max_body))
+                .configure(ingest::configure)
         })
+        .workers(workers)
+        // actix counts connections per worker.
+        .max_connections(config.http.max_connections.div_ceil(workers).max(1))
+        // Slow headers get 408 from actix; slow bodies get it from the handler.
+        .client_request_timeout(config.http.header_timeout)
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
         // Signals are handled in `run`, which first turns new webhooks away with 503.
         .disable_signals();
-        if config.http.workers > 0 {
-            ingest = ingest.workers(config.http.workers);
-        }
         let listen = config.http.listen;
-        let ingest = ingest.bind(listen).map_err(bind_error(listen))?;
+        let ingest = match crate::tls::server_config(&config.http)? {
+            Some(tls) => ingest.bind_rustls_0_23(listen, tls),
+            None => ingest.bind(listen),
+        }
+        .map_err(bind_error(listen))?;
         let addr = ingest.addrs().first().copied().unwrap_or(listen);
         let ingest = ingest.run();
         tracing::info!(%addr, "listening for webhooks on POST /webhook");
@@ -197,13 +215,13 @@ fn bind_error(addr: SocketAddr) -> impl FnOnce(std::io::Error) -> StartError {
     }
 }
 
-/// Settings this build cannot honour. Refusing beats silently serving plain HTTP where HTTPS
-/// was asked for.
+/// Settings that cannot be honoured as written (half a certificate pair, two certificate
+/// sources), refused before anything starts. Refusing beats silently serving plain HTTP where
+/// HTTPS was asked for.
 pub fn refuse_unsupported(config: &Config) -> Result<(), StartError> {
-    if config.http.tls_cert.is_some() || config.http.tls_key.is_some() {
-        return Err(StartError::TlsUnsupported);
-    }
-    Ok(())
+    crate::tls::Mode::of(&config.http)
+        .map(drop)
+        .map_err(|e| StartError::Tls(e.into()))
 }
 
 /// Stops a running relay.

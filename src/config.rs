@@ -71,6 +71,23 @@ pub struct HttpConfig {
     pub workers: usize,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Certificates from an ACME CA (Let's Encrypt by default) instead of `tls_cert`/`tls_key`.
+    pub acme: Option<AcmeConfig>,
+    /// Time a client gets to send the request headers (408 after).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Time a client gets to send the body once the headers are in (408 after).
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Webhook requests being handled at once, across workers; more get 503 at once.
+    pub max_in_flight: usize,
+    /// Open connections, across workers; beyond it new connections wait to be accepted.
+    pub max_connections: usize,
+    /// Sustained webhooks per second one studio (one key) may send; more get 429. The vendor
+    /// sends a studio's events as they happen, far below this; a leaked key cannot fill the disk.
+    pub studio_requests_per_second: u32,
+    /// Burst allowance on top of the sustained rate, for catch-up after an outage.
+    pub studio_burst: u32,
 }
 
 impl Default for HttpConfig {
@@ -81,7 +98,46 @@ impl Default for HttpConfig {
             workers: 0,
             tls_cert: None,
             tls_key: None,
+            acme: None,
+            header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(5),
+            max_in_flight: 4096,
+            max_connections: 10_000,
+            studio_requests_per_second: 200,
+            studio_burst: 2000,
         }
+    }
+}
+
+/// `[http.acme]`: certificates issued and renewed through TLS-ALPN-01 on the HTTPS listener,
+/// which therefore has to be reachable from the CA on port 443.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeConfig {
+    /// Names the certificate is for; each must resolve to this relay.
+    pub domains: Vec<String>,
+    /// Email address for the CA account (expiry and policy notices); optional.
+    pub contact: Option<String>,
+    /// Account key, certificate and its private key are kept here across restarts, so a
+    /// restart does not ask the CA again (it rate-limits issuance).
+    #[serde(default = "AcmeConfig::default_cache_dir")]
+    pub cache_dir: PathBuf,
+    #[serde(default = "AcmeConfig::default_directory_url")]
+    pub directory_url: String,
+    /// PEM file of extra roots to trust for `directory_url`, for a private or test CA whose
+    /// directory is not served with a publicly trusted certificate.
+    pub directory_ca: Option<PathBuf>,
+}
+
+impl AcmeConfig {
+    pub const LETS_ENCRYPT: &'static str = "https://acme-v02.api.letsencrypt.org/directory";
+
+    fn default_cache_dir() -> PathBuf {
+        PathBuf::from("acme")
+    }
+
+    fn default_directory_url() -> String {
+        Self::LETS_ENCRYPT.to_string()
     }
 }
 

@@ -23,6 +23,7 @@ pub mod store;
 pub mod studio;
 pub mod studios;
 pub mod tenant;
+pub mod tls;
 
 pub use app::Relay;
 pub use config::Config;

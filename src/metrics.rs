@@ -8,7 +8,8 @@ use prometheus::{
 
 pub struct Metrics {
     registry: Registry,
-    /// By studio and outcome: accepted, duplicate, filtered, invalid, unauthorized, unavailable.
+    /// By studio and outcome: accepted, duplicate, filtered, invalid, unauthorized, unavailable,
+    /// busy, rate_limited, too_large, timed_out.
     pub webhooks: IntCounterVec,
     /// From the request's arrival to the answer, durable write included.
     pub ack_seconds: Histogram,
@@ -23,6 +24,8 @@ pub struct Metrics {
     /// By studio, sink and result (delivered, failed).
     pub sink_deliveries: IntCounterVec,
     pub dead_letters: IntGaugeVec,
+    /// Webhooks with a missing or unknown key, by source address (at most 256, then "other").
+    pub unauthorized_sources: IntCounterVec,
 }
 
 impl Metrics {
@@ -108,6 +111,11 @@ impl Metrics {
                 "dead_letters",
                 "Events in the dead-letter store, by studio",
                 &["studio"],
+            ),
+            unauthorized_sources: counter(
+                "unauthorized_total",
+                "Webhooks with a missing or unknown key, by source address",
+                &["source"],
             ),
             registry,
         }

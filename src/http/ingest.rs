@@ -3,15 +3,16 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
-use actix_web::web::{self, Bytes};
+use actix_web::web::{self, Payload};
 use actix_web::{HttpRequest, HttpResponse};
 use serde_json::json;
 
 use crate::activity::{Activity, RecentEvent};
 use crate::event::{now_millis, Notification};
+use crate::http::limits::{read_body, AuthFailures, BodyError, InFlight, StudioRates};
 use crate::metrics::Metrics;
 use crate::store::{Intake, Store};
 use crate::studio::Wake;
@@ -24,20 +25,26 @@ pub struct IngestState {
     pub metrics: Arc<Metrics>,
     /// False once shutdown has begun.
     pub accepting: Arc<AtomicBool>,
+    pub in_flight: InFlight,
+    pub rates: StudioRates,
+    pub auth_failures: AuthFailures,
+    pub max_body_bytes: usize,
+    pub body_timeout: Duration,
 }
 
-pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) {
-    move |cfg| {
-        cfg.app_data(web::PayloadConfig::new(max_body_bytes))
-            .route("/webhook", web::post().to(receive))
-            .route("/webhook/{rest:.*}", web::post().to(receive));
-    }
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/webhook", web::post().to(receive))
+        .route("/webhook/{rest:.*}", web::post().to(receive));
 }
 
-async fn receive(req: HttpRequest, body: Bytes, state: web::Data<IngestState>) -> HttpResponse {
+async fn receive(
+    req: HttpRequest,
+    payload: Payload,
+    state: web::Data<IngestState>,
+) -> HttpResponse {
     let started = Instant::now();
     let mut seen = Seen::default();
-    let (outcome, response) = handle(&req, &body, &state, &mut seen).await;
+    let (outcome, response) = handle(&req, payload, &state, &mut seen).await;
     let studio = seen.studio.as_deref().unwrap_or("unknown");
     state
         .metrics
@@ -80,7 +87,7 @@ struct Seen {
 /// Returns the outcome label and the answer.
 async fn handle(
     req: &HttpRequest,
-    body: &[u8],
+    payload: Payload,
     state: &IngestState,
     seen: &mut Seen,
 ) -> (&'static str, HttpResponse) {
@@ -91,6 +98,10 @@ async fn handle(
         );
         return ("unavailable", answer);
     }
+    let Some(_in_flight) = state.in_flight.enter() else {
+        let answer = error(StatusCode::SERVICE_UNAVAILABLE, "busy, please retry");
+        return ("busy", answer);
+    };
     // Cloned out of the snapshot so a reload during the durable write is harmless.
     let studio = req.headers().get("x-api-key").and_then(|key| {
         state
@@ -101,12 +112,44 @@ async fn handle(
     });
     let Some(studio) = studio else {
         // The same answer for a missing, unknown or removed key: it must not reveal which exist.
+        let source = state.auth_failures.label(req.peer_addr().map(|a| a.ip()));
+        state
+            .metrics
+            .unauthorized_sources
+            .with_label_values(&[&source])
+            .inc();
         let answer = error(StatusCode::UNAUTHORIZED, "missing or unknown x-api-key");
         return ("unauthorized", answer);
     };
     let id = studio.tenant.id.to_string();
     seen.studio = Some(id.clone());
-    let notification = match Notification::parse(body) {
+    if !state.rates.allows(&studio.tenant.id) {
+        let answer = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many webhooks for this key, please retry",
+        );
+        return ("rate_limited", answer);
+    }
+    let declared = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let body = match read_body(payload, declared, state.max_body_bytes, state.body_timeout).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            let answer = error(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+            return ("too_large", answer);
+        }
+        Err(BodyError::TimedOut) => {
+            let answer = error(StatusCode::REQUEST_TIMEOUT, "body not received in time");
+            return ("timed_out", answer);
+        }
+        Err(BodyError::Broken) => {
+            return ("invalid", error(StatusCode::BAD_REQUEST, "unreadable body"));
+        }
+    };
+    let notification = match Notification::parse(&body) {
         Ok(n) => n,
         Err(e) => return ("invalid", error(StatusCode::BAD_REQUEST, &e.0)),
     };

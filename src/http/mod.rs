@@ -2,4 +2,5 @@
 
 pub mod admin;
 pub mod ingest;
+pub mod limits;
 pub mod status_page;
