@@ -138,10 +138,17 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app(studios: Vec<Studio>) -> TestApp {
+    spawn_app_with(studios, |_| {}).await
+}
+
+/// Like [`spawn_app`], with the test's own changes to the config.
+pub async fn spawn_app_with(studios: Vec<Studio>, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let sim = start_sim(&studios).await;
     write_tenants(dir.path(), &studios, &sim);
-    let relay = Relay::start(&config_for(dir.path())).await.unwrap();
+    let mut config = config_for(dir.path());
+    adjust(&mut config);
+    let relay = Relay::start(&config).await.unwrap();
     let url = format!("http://{}", relay.addr());
     let admin_url = format!("http://{}", relay.admin_addr());
     let handle = relay.handle();

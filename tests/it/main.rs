@@ -10,6 +10,7 @@ mod enrichment;
 mod helpers;
 mod ingest;
 mod isolation;
+mod limits;
 mod logs;
 mod reload;
 mod robustness;
