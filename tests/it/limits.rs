@@ -186,7 +186,7 @@ async fn unknown_and_near_miss_keys_take_the_same_path_and_time() {
     let body = notification("t", "CUSTOMER_DELETED", 1, None)
         .to_string()
         .into_bytes();
-    let mut time = |key: String| {
+    let time = |key: String| {
         let (client, url, body) = (client.clone(), url.clone(), body.clone());
         async move {
             let mut total = Duration::ZERO;
