@@ -91,7 +91,7 @@ impl EventFilter {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum SinkSettings {
     File {
         path: PathBuf,
@@ -105,6 +105,27 @@ pub enum SinkSettings {
         argv: Vec<String>,
         timeout: Duration,
     },
+}
+
+/// By hand: a URL may carry credentials in its user info or query.
+impl fmt::Debug for SinkSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SinkSettings::File { path } => f.debug_struct("File").field("path", path).finish(),
+            SinkSettings::Http { url, timeout, .. } => f
+                .debug_struct("Http")
+                .field("url", &redact_url(url))
+                .field("secret", &"[redacted]")
+                .field("timeout", timeout)
+                .finish(),
+            SinkSettings::Command { argv, timeout } => f
+                .debug_struct("Command")
+                .field("program", &argv[0])
+                .field("args", &argv.len().saturating_sub(1))
+                .field("timeout", timeout)
+                .finish(),
+        }
+    }
 }
 
 impl SinkSettings {
@@ -685,6 +706,27 @@ mod tests {
             assert!(!e.to_string().contains(secret), "{e}");
             assert!(e.reason.contains("invalid type"), "{e}");
         }
+    }
+
+    #[test]
+    fn formatting_a_loaded_tenant_never_shows_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "{GOOD}\n[[sinks]]\ntype = \"http\"\nurl = \"https://user:pw-SINKURL@crm.example/x?token=QUERYSECRET\"\nsecret = \"whsec_SINKSECRET\"\n"
+        );
+        let tenant = load(&write(dir.path(), "s.toml", &text)).unwrap();
+        let shown = format!("{tenant:?} {tenant:#?} {:?}", tenant.sink_keys());
+        for secret in ["k1", "k2", "secret-openapi", "SINKSECRET"] {
+            assert!(
+                !shown.contains(&format!("\"{secret}\"")),
+                "{secret} in {shown}"
+            );
+            assert!(!shown.contains("SINKSECRET"), "sink secret shown");
+        }
+        assert!(
+            !shown.contains("pw-SINKURL") && !shown.contains("QUERYSECRET"),
+            "{shown}"
+        );
     }
 
     #[test]
