@@ -37,7 +37,10 @@ pub enum AcmeSetupError {
         reason: files::Reason,
     },
     #[error("http.acme.directory_ca {}: a certificate is not usable as a root: {reason}", path.display())]
-    BadRoot { path: PathBuf, reason: rustls::Error },
+    BadRoot {
+        path: PathBuf,
+        reason: rustls::Error,
+    },
     #[error("TLS client for the ACME directory: {0}")]
     Client(rustls::Error),
 }
@@ -206,7 +209,10 @@ mod tests {
     fn verify_reports_a_bad_directory_ca_and_a_file_as_cache_dir() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = settings(dir.path());
-        assert!(verify(&s).is_ok(), "a missing cache dir is created at start");
+        assert!(
+            verify(&s).is_ok(),
+            "a missing cache dir is created at start"
+        );
 
         std::fs::write(dir.path().join("acme"), "").unwrap();
         let e = verify(&s).unwrap_err().to_string();

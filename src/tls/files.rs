@@ -46,7 +46,8 @@ pub fn load(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<Certif
         file: key.to_path_buf(),
         reason,
     };
-    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| key_error(pem_reason(e, Reason::NoKey)))?;
+    let private =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| key_error(pem_reason(e, Reason::NoKey)))?;
     let signing = provider
         .key_provider
         .load_private_key(private)
@@ -98,7 +99,10 @@ mod tests {
     fn pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
         let rcgen::CertifiedKey { cert, key_pair } =
             rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        let (c, k) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+        let (c, k) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
         std::fs::write(&c, cert.pem()).unwrap();
         std::fs::write(&k, key_pair.serialize_pem()).unwrap();
         (c, k)
@@ -117,7 +121,13 @@ mod tests {
         assert!(matches!(e.reason, Reason::Mismatch(_)), "{e}");
 
         let e = load(&dir.path().join("absent.crt"), &key, &provider).unwrap_err();
-        assert!(e.to_string().starts_with(&format!("{}: cannot read it", dir.path().join("absent.crt").display())), "{e}");
+        assert!(
+            e.to_string().starts_with(&format!(
+                "{}: cannot read it",
+                dir.path().join("absent.crt").display()
+            )),
+            "{e}"
+        );
 
         let e = load(&key, &key, &provider).unwrap_err();
         assert!(matches!(e.reason, Reason::NoCertificate), "{e}");

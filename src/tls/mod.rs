@@ -36,7 +36,9 @@ pub enum SettingsError {
     AcmeAndFiles,
     #[error("http.acme.domains is empty; name the domain(s) the certificate is for")]
     NoDomains,
-    #[error("http.acme.domains: {0:?} is not a domain name (TLS-ALPN-01 cannot validate wildcards)")]
+    #[error(
+        "http.acme.domains: {0:?} is not a domain name (TLS-ALPN-01 cannot validate wildcards)"
+    )]
     BadDomain(String),
     #[error("http.acme.contact: {0:?} is not an email address")]
     BadContact(String),
@@ -109,7 +111,9 @@ fn is_domain(name: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -135,8 +139,9 @@ pub fn server_config(http: &HttpConfig) -> Result<Option<ServerConfig>, TlsError
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
-    // actix puts "http/1.1" in front of these itself (and "h2" only with its http2 feature,
-    // which this build leaves off).
+    // actix puts "h2" and "http/1.1" in front of these itself: "h2" because awc turns on
+    // actix-http's http2 feature for the whole build, and HttpServer offers no way to leave it
+    // out. The vendor's client speaks HTTP/1.1 and gets it.
     config.alpn_protocols = alpn;
     Ok(Some(config))
 }
@@ -184,18 +189,37 @@ mod tests {
 
     #[test]
     fn one_certificate_source_or_none() {
-        assert!(matches!(Mode::of(&http(false, false, None)), Ok(Mode::Plain)));
-        assert!(matches!(Mode::of(&http(true, true, None)), Ok(Mode::Files { .. })));
-        assert!(matches!(Mode::of(&http(false, false, Some(&["relay.example.com"]))), Ok(Mode::Acme(_))));
-        assert!(refused(&http(true, false, None)).starts_with("http.tls_cert is set without http.tls_key"));
-        assert!(refused(&http(false, true, None)).starts_with("http.tls_key is set without http.tls_cert"));
-        assert!(refused(&http(true, true, Some(&["relay.example.com"]))).contains("mutually exclusive"));
+        assert!(matches!(
+            Mode::of(&http(false, false, None)),
+            Ok(Mode::Plain)
+        ));
+        assert!(matches!(
+            Mode::of(&http(true, true, None)),
+            Ok(Mode::Files { .. })
+        ));
+        assert!(matches!(
+            Mode::of(&http(false, false, Some(&["relay.example.com"]))),
+            Ok(Mode::Acme(_))
+        ));
+        assert!(refused(&http(true, false, None))
+            .starts_with("http.tls_cert is set without http.tls_key"));
+        assert!(refused(&http(false, true, None))
+            .starts_with("http.tls_key is set without http.tls_cert"));
+        assert!(
+            refused(&http(true, true, Some(&["relay.example.com"]))).contains("mutually exclusive")
+        );
     }
 
     #[test]
     fn acme_settings_are_checked_before_any_request() {
         assert!(refused(&http(false, false, Some(&[]))).starts_with("http.acme.domains is empty"));
-        for bad in ["", "*.example.com", "https://relay.example.com", "relay example.com", "-a.com"] {
+        for bad in [
+            "",
+            "*.example.com",
+            "https://relay.example.com",
+            "relay example.com",
+            "-a.com",
+        ] {
             let message = refused(&http(false, false, Some(&["ok.example.com", bad])));
             assert!(message.starts_with("http.acme.domains"), "{bad}: {message}");
         }
@@ -223,7 +247,11 @@ mod tests {
             let acme = config.http.acme.expect("the section is read");
             assert_eq!(acme.directory_url, AcmeConfig::LETS_ENCRYPT);
             assert_eq!(acme.cache_dir, std::path::PathBuf::from("acme"));
-            assert!(crate::Config::load(None).expect("loads").http.acme.is_none());
+            assert!(crate::Config::load(None)
+                .expect("loads")
+                .http
+                .acme
+                .is_none());
 
             jail.create_file("gymrelay.toml", "[http.acme]\ndomain = [\"x\"]\n")?;
             let e = crate::Config::load(Some(Path::new("gymrelay.toml"))).unwrap_err();

@@ -250,21 +250,6 @@ fn config_and_directory_errors_fail() {
         run.stdout
     );
 
-    // TLS settings that serve would refuse to start with are a problem, naming the fields.
-    std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
-    std::fs::write(
-        dir.path().join("gymrelay.toml"),
-        "[http]\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n",
-    )
-    .unwrap();
-    let run = check(dir.path(), &[]);
-    assert_eq!(run.code, Some(1), "{}", run.stdout);
-    assert!(
-        run.stdout.contains("http.tls_cert / http.tls_key"),
-        "{}",
-        run.stdout
-    );
-
     let run = gymrelay(dir.path(), &["check", "--config", "absent.toml"]);
     assert_eq!(run.code, Some(1));
     assert!(
@@ -272,6 +257,88 @@ fn config_and_directory_errors_fail() {
         "{}",
         run.stdout
     );
+}
+
+#[test]
+fn tls_settings_and_certificate_files_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tenant(
+        dir.path(),
+        "berlin",
+        &tenant_text(&webhook_key("berlin"), GOOD_OPEN_API, GOOD_SINK),
+    );
+    // The config with these lines in its [http] table.
+    let with_http = |lines: &str| {
+        let text = format!(
+            "[http]\nlisten = \"0.0.0.0:8443\"\n{lines}\n[storage]\npath = {:?}\n[tenants]\ndir = {:?}\n",
+            dir.path().join("data").display().to_string(),
+            dir.path().join("tenants").display().to_string(),
+        );
+        std::fs::write(dir.path().join("gymrelay.toml"), text).unwrap();
+        check(dir.path(), &[])
+    };
+
+    // Serve would refuse each of these; check names the field or the file and the reason.
+    let run = with_http("tls_cert = \"cert.pem\"");
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("http.tls_cert is set without http.tls_key"),
+        "{}",
+        run.stdout
+    );
+
+    let run = with_http("tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"");
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("cert.pem: cannot read it"),
+        "{}",
+        run.stdout
+    );
+
+    let good = crate::tls::TestCert::new();
+    good.write(&dir.path().join("cert.pem"), &dir.path().join("key.pem"));
+    let run = with_http("tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"");
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+    assert!(
+        !run.stdout.contains("warning"),
+        "HTTPS on a public address is the point: {}",
+        run.stdout
+    );
+
+    let other = crate::tls::TestCert::new();
+    std::fs::write(dir.path().join("key.pem"), &other.key_pem).unwrap();
+    let run = with_http("tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"");
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("key.pem: the private key does not belong to the certificate in cert.pem"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains(other.key_pem.lines().nth(1).unwrap()),
+        "{}",
+        run.stdout
+    );
+
+    let acme = "[http.acme]\ndomains = [\"relay.example.com\"]\ncache_dir = \"acme\"";
+    let run = with_http(&format!(
+        "tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n{acme}"
+    ));
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    assert!(run.stdout.contains("mutually exclusive"), "{}", run.stdout);
+
+    let run = with_http("[http.acme]\ndomains = []");
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("http.acme.domains is empty"),
+        "{}",
+        run.stdout
+    );
+
+    let run = with_http(acme);
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
 }
 
 #[actix_rt::test]

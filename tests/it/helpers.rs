@@ -149,7 +149,8 @@ pub async fn spawn_app_with(studios: Vec<Studio>, adjust: impl FnOnce(&mut Confi
     let mut config = config_for(dir.path());
     adjust(&mut config);
     let relay = Relay::start(&config).await.unwrap();
-    let url = format!("http://{}", relay.addr());
+    let tls = config.http.tls_cert.is_some() || config.http.acme.is_some();
+    let url = format!("{}://{}", if tls { "https" } else { "http" }, relay.addr());
     let admin_url = format!("http://{}", relay.admin_addr());
     let handle = relay.handle();
     actix_web::rt::spawn(relay.run());

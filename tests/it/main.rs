@@ -1,5 +1,6 @@
 //! Black-box tests: the real relay on 127.0.0.1 with a temp data dir and the simulated Open API.
 
+mod acme;
 mod admin;
 mod browser;
 mod budget;
@@ -16,3 +17,4 @@ mod reload;
 mod robustness;
 mod sinks;
 mod status_page;
+mod tls;
