@@ -305,6 +305,14 @@ mod tests {
                 "unknown sections are refused: {message}"
             );
 
+            jail.set_env("GYMRELAY_ADMIN__TOKEN", "admin-token-value");
+            let config = Config::load(None).expect("loads");
+            let shown = format!("{config:?} {config:#?}");
+            assert!(
+                !shown.contains("admin-token-value"),
+                "the token in Debug output"
+            );
+
             let message = Config::load(Some(Path::new("absent.toml")))
                 .unwrap_err()
                 .to_string();
