@@ -127,8 +127,8 @@ impl Store {
         })
     }
 
-    /// Records `uuid` as seen for `studio` and appends `events` to its inbox in one transaction,
-    /// then waits until that is on disk. A uuid already seen changes nothing, but still waits for
+    /// Appends `events` to the studio's inbox and records `uuid` as seen (in that order, see
+    /// `record`), then waits until that is on disk. A uuid already seen changes nothing, but still waits for
     /// the disk: the first copy may be in the same group commit, and a duplicate must not be
     /// acknowledged before the original is durable.
     pub async fn intake(
