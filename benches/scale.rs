@@ -44,11 +44,11 @@ fn main() {
                 actix_web::rt::time::sleep(Duration::from_millis(5)).await;
             }
             let ready_in = started.elapsed();
-            tx.send((addr, ready_in, rss_before)).expect("report");
+            tx.send((addr, admin, ready_in, rss_before)).expect("report");
             std::future::pending::<()>().await;
         })
     });
-    let (addr, ready_in, rss_before) = rx.recv().expect("relay started");
+    let (addr, admin, ready_in, rss_before) = rx.recv().expect("relay started");
     thread::sleep(Duration::from_secs(2));
     let idle = rss_kib();
     println!(
@@ -79,6 +79,18 @@ fn main() {
         report.percentile_ms(1.0),
         report.failed
     );
+    // How far delivery is behind: memory that grows with the backlog is not a leak.
+    let metrics = ureq::get(&format!("http://{admin}/metrics"))
+        .call()
+        .ok()
+        .and_then(|r| r.into_string().ok())
+        .unwrap_or_default();
+    let backlog: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("gymrelay_inbox_depth{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    println!("backlog at the end: {backlog:.0} events not yet delivered");
     let samples = &report.rss_samples_kib;
     let at =
         |fraction: f64| samples[((samples.len() - 1) as f64 * fraction) as usize] as f64 / 1024.0;
