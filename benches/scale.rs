@@ -44,7 +44,8 @@ fn main() {
                 actix_web::rt::time::sleep(Duration::from_millis(5)).await;
             }
             let ready_in = started.elapsed();
-            tx.send((addr, admin, ready_in, rss_before)).expect("report");
+            tx.send((addr, admin, ready_in, rss_before))
+                .expect("report");
             std::future::pending::<()>().await;
         })
     });

@@ -18,7 +18,6 @@ pub const SEGMENT_SIZE: usize = 1024 * 1024;
 
 /// Tree names say what maps to what.
 const SEEN: &str = "studio-uuid-seen_at";
-const SEEN_EXPIRY: &str = "seen_at-studio-uuid";
 const INBOX: &str = "studio-seq-event";
 /// Same keys as the inbox: an event keeps its key when buried and when replayed.
 const DEAD: &str = "studio-seq-dead_letter";
@@ -67,7 +66,6 @@ impl InboxEntry {
 pub struct Store {
     db: sled::Db,
     seen: sled::Tree,
-    seen_expiry: sled::Tree,
     inbox: sled::Tree,
     dead: sled::Tree,
     budgets: sled::Tree,
@@ -117,7 +115,6 @@ impl Store {
             Committer::start(db.clone(), db_file).map_err(|e| open_error(e.to_string()))?;
         Ok(Store {
             seen: db.open_tree(SEEN)?,
-            seen_expiry: db.open_tree(SEEN_EXPIRY)?,
             inbox: db.open_tree(INBOX)?,
             dead: db.open_tree(DEAD)?,
             budgets: db.open_tree(BUDGETS)?,
@@ -163,7 +160,6 @@ impl Store {
         now_ms: i64,
     ) -> Result<Intake, StoreError> {
         let seen_key = studio_key(studio, uuid.as_bytes());
-        let expiry_key = [&now_ms.to_be_bytes()[..], &seen_key].concat();
         let values = events
             .iter()
             .map(|event| serde_json::to_vec(event).map_err(|e| StoreError::Corrupt(e.to_string())))
@@ -194,7 +190,6 @@ impl Store {
         for (key, value) in &entries {
             self.inbox.insert(&key[..], &value[..])?;
         }
-        self.seen_expiry.insert(&expiry_key[..], &[][..])?;
         let marked = self.seen.compare_and_swap(
             &seen_key[..],
             None as Option<&[u8]>,
@@ -340,18 +335,28 @@ impl Store {
 
     /// Forgets uuids first seen before `cutoff_ms`; returns how many.
     pub fn prune_seen(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
+        // A scan of the seen marks (their value is when they were made) rather than a time
+        // index: an index would be one more write on every acknowledgement, to save a
+        // background scan once per prune interval.
         let mut pruned = 0;
-        for item in self.seen_expiry.range(..&cutoff_ms.to_be_bytes()[..]) {
-            let (expiry_key, _) = item?;
-            let seen_key = &expiry_key[8..];
-            // Remove the seen entry only if it is the one this index entry was written for.
-            if let Some(at) = self.seen.get(seen_key)? {
-                if at.as_ref() == &expiry_key[..8] {
-                    self.seen.remove(seen_key)?;
+        for item in self.seen.iter() {
+            let (key, at) = item?;
+            let at = at
+                .as_ref()
+                .try_into()
+                .map(i64::from_be_bytes)
+                .unwrap_or(i64::MAX);
+            if at < cutoff_ms {
+                // Only if unchanged since read: the uuid may have been forgotten and seen anew.
+                let removed = self.seen.compare_and_swap(
+                    &key,
+                    Some(&at.to_be_bytes()[..]),
+                    None as Option<&[u8]>,
+                )?;
+                if removed.is_ok() {
+                    pruned += 1;
                 }
             }
-            self.seen_expiry.remove(&expiry_key)?;
-            pruned += 1;
         }
         Ok(pruned)
     }
