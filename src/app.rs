@@ -77,7 +77,10 @@ impl Relay {
         if registry.is_empty() {
             tracing::warn!(dir = %config.tenants.dir.display(), "no studio loaded: every webhook will get 401");
         }
-        report_orphans(&store, &studios);
+        // Events on disk for studios without a (valid) tenant file are kept, and said so.
+        for (studio, pending) in studios.not_loaded_with_pending() {
+            tracing::warn!(%studio, pending, "events kept on disk for a studio that is not loaded");
+        }
         tracing::info!(studios = registry.len(), "studios loaded");
         let reloader = Reloader::start(studios.clone())?;
 
@@ -259,19 +262,6 @@ async fn wait_for_signal() {
         Err(e) => {
             tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the relay");
             let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
-/// Events on disk for studios that have no (valid) tenant file are kept, and said so.
-fn report_orphans(store: &Store, studios: &Studios) {
-    let Ok(pending) = store.pending_by_studio() else {
-        return;
-    };
-    let registry = studios.registry();
-    for (studio, count) in pending {
-        if !registry.studios().any(|s| s.tenant.id.as_str() == studio) {
-            tracing::warn!(%studio, pending = count, "events kept on disk for a studio that is not loaded");
         }
     }
 }

@@ -68,6 +68,18 @@ impl Studios {
         Ok((studios, report))
     }
 
+    /// Studios with events on disk but no loaded tenant file (removed, or never valid), with
+    /// their counts: their events are kept, and must be reported rather than hidden.
+    pub fn not_loaded_with_pending(&self) -> Vec<(String, usize)> {
+        let registry = self.registry();
+        self.store
+            .pending_by_studio()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(id, _)| StudioId::parse(id).is_ok_and(|id| registry.get(&id).is_none()))
+            .collect()
+    }
+
     /// The current snapshot. Clone what you need out of it before awaiting.
     pub fn registry(&self) -> Arc<Registry> {
         self.current.load_full()

@@ -214,11 +214,9 @@ async fn studios(state: web::Data<AdminState>) -> HttpResponse {
     views.sort_by(|a, b| a.id.cmp(&b.id));
     // Events on disk for studios without a tenant file are reported, never hidden.
     let orphans: Vec<_> = state
-        .store
-        .pending_by_studio()
-        .unwrap_or_default()
+        .studios
+        .not_loaded_with_pending()
         .into_iter()
-        .filter(|(id, _)| StudioId::parse(id).is_ok_and(|id| registry.get(&id).is_none()))
         .map(|(id, pending)| json!({"id": id, "inbox_depth": pending}))
         .collect();
     HttpResponse::Ok().json(json!({"studios": views, "removed_with_pending_events": orphans}))

@@ -381,11 +381,6 @@ impl Store {
         self.committer.durable().await?;
         Ok(())
     }
-
-    /// Bytes sled uses on disk.
-    pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
-    }
 }
 
 fn transaction_result<T>(result: Result<T, TransactionError<()>>) -> Result<T, StoreError> {

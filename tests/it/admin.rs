@@ -52,13 +52,15 @@ async fn health_readiness_and_metrics_move_with_traffic() {
         sample(&metrics, "gymrelay_openapi_requests_total{endpoint=\"/v1/customers/{id}\",status=\"200\",studio=\"berlin\"}"),
         Some(3.0)
     );
-    assert!(
+    // Four accepted events, each delivered once to the studio's one file sink.
+    let sink = app.output("berlin").display().to_string();
+    assert_eq!(
         sample(
             &metrics,
-            "gymrelay_sink_deliveries_total{result=\"delivered\""
-        )
-        .is_some()
-            || metrics.contains("result=\"delivered\"")
+            &format!("gymrelay_sink_deliveries_total{{result=\"delivered\",sink=\"file:{sink}\",studio=\"berlin\"}}")
+        ),
+        Some(4.0),
+        "{metrics}"
     );
     assert_eq!(
         sample(&metrics, "gymrelay_inbox_depth{studio=\"berlin\"}"),
