@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
 use crate::status::StudioStatus;
-use crate::studio::StudioActor;
+use crate::studio::{Doorbell, StudioActor};
 use crate::tenant::{self, StudioId, Tenant, TenantError};
 
 /// Webhook keys are indexed by their SHA-256 so that the plain keys are not what the lookup
@@ -83,6 +83,14 @@ pub struct StudioHandle {
     pub tenant: Arc<Tenant>,
     pub actor: Addr<StudioActor>,
     pub status: Arc<StudioStatus>,
+    pub doorbell: Doorbell,
+}
+
+impl StudioHandle {
+    /// Tells the studio that an event was stored, if it is waiting for one.
+    pub fn event_stored(&self) {
+        self.doorbell.ring(&self.actor);
+    }
 }
 
 /// One immutable snapshot of the running studios, by id and by webhook key. A reload builds a

@@ -5,6 +5,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,7 +40,34 @@ pub struct StudioDeps {
     pub activity: Arc<Activity>,
     pub metrics: Arc<Metrics>,
     pub status: Arc<StudioStatus>,
+    pub doorbell: Doorbell,
     pub dead_letter_after: Duration,
+}
+
+/// Whether a studio's worker is waiting for new events. Intake wakes a studio only when it
+/// is: under load the worker is busy draining its inbox, and a wake-up per webhook would be a
+/// message to another thread for nothing.
+#[derive(Clone, Default)]
+pub struct Doorbell {
+    listening: Arc<AtomicBool>,
+}
+
+impl Doorbell {
+    /// Called after an event is stored.
+    pub fn ring(&self, actor: &Addr<StudioActor>) {
+        if self.listening.swap(false, Ordering::SeqCst) {
+            actor.do_send(Wake);
+        }
+    }
+
+    /// Called before the worker looks at its inbox: an event stored after the look rings.
+    fn listen(&self) {
+        self.listening.store(true, Ordering::SeqCst);
+    }
+
+    fn busy(&self) {
+        self.listening.store(false, Ordering::SeqCst);
+    }
 }
 
 /// Tells a studio that its inbox has something new.
@@ -275,9 +303,11 @@ impl Worker {
         tracing::info!(studio = %self.tenant.id, "studio running");
         self.deps.status.set_state(StudioState::Running, None);
         loop {
+            self.deps.doorbell.listen();
             match self.deps.store.pending(&self.tenant.id, 1) {
                 Ok(mut entries) => match entries.pop() {
                     Some(entry) => {
+                        self.deps.doorbell.busy();
                         self.process(entry).await;
                         // A backlog of events that need no request never awaits anything:
                         // let the other studios on this thread, and this actor's own

@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::registry::{self, DirError, Registry, StudioHandle};
 use crate::status::StudioStatus;
 use crate::store::Store;
-use crate::studio::{Reconfigure, Retire, StudioActor, StudioDeps};
+use crate::studio::{Doorbell, Reconfigure, Retire, StudioActor, StudioDeps};
 use crate::tenant::{StudioId, Tenant, TenantError};
 
 /// What a reload did, for logs and tests.
@@ -74,7 +74,6 @@ impl Studios {
         let registry = self.registry();
         self.store
             .pending_by_studio()
-            .unwrap_or_default()
             .into_iter()
             .filter(|(id, _)| StudioId::parse(id).is_ok_and(|id| registry.get(&id).is_none()))
             .collect()
@@ -116,6 +115,7 @@ impl Studios {
                         tenant,
                         actor: running.actor.clone(),
                         status: running.status.clone(),
+                        doorbell: running.doorbell.clone(),
                     });
                     report.changed.push(id);
                 }
@@ -161,7 +161,9 @@ impl Studios {
     fn spawn(&self, tenant: Tenant) -> StudioHandle {
         let tenant = Arc::new(tenant);
         let status = Arc::new(StudioStatus::default());
+        let doorbell = Doorbell::default();
         let deps = StudioDeps {
+            doorbell: doorbell.clone(),
             store: self.store.clone(),
             activity: self.activity.clone(),
             metrics: self.metrics.clone(),
@@ -176,6 +178,7 @@ impl Studios {
             tenant,
             actor,
             status,
+            doorbell,
         }
     }
 }

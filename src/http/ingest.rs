@@ -15,7 +15,6 @@ use crate::event::{now_millis, Notification};
 use crate::http::limits::{read_body, AuthFailures, BodyError, InFlight, StudioRates};
 use crate::metrics::Metrics;
 use crate::store::{Intake, Store};
-use crate::studio::Wake;
 use crate::studios::Studios;
 
 pub struct IngestState {
@@ -172,7 +171,7 @@ async fn handle(
         Ok(Intake::Accepted) if filtered => "filtered",
         Ok(Intake::Accepted) => {
             studio.status.event_received(now);
-            studio.actor.do_send(Wake);
+            studio.event_stored();
             "accepted"
         }
         Ok(Intake::Duplicate) => "duplicate",
