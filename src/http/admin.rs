@@ -80,7 +80,6 @@ async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
-    // Depths are read from storage at scrape time rather than tracked, so they cannot drift.
     let now = now_millis();
     for studio in state.studios.registry().studios() {
         let id = &studio.tenant.id;

@@ -2,6 +2,7 @@
 //! waiting for enrichment and delivery. Callers never see sled.
 
 mod committer;
+mod counts;
 
 use std::sync::{Arc, Mutex};
 
@@ -9,6 +10,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 
 pub use committer::CommitError;
 use committer::Committer;
+use counts::Counts;
 
 use crate::config::StorageConfig;
 use crate::event::{DeadLetter, QueuedEvent};
@@ -55,6 +57,11 @@ impl InboxEntry {
         self.key == other.key
     }
 
+    fn studio(&self) -> &str {
+        let studio = self.key.split(|b| *b == 0).next().unwrap_or_default();
+        std::str::from_utf8(studio).unwrap_or_default()
+    }
+
     /// Its place in arrival order (see [`Store::sequence`]).
     pub fn sequence(&self) -> u64 {
         let tail = &self.key[self.key.len().saturating_sub(8)..];
@@ -70,6 +77,9 @@ pub struct Store {
     dead: sled::Tree,
     budgets: sled::Tree,
     committer: Committer,
+    /// Entries per studio in the inbox and the dead letters, moved by every insert and removal.
+    waiting: Counts,
+    buried: Counts,
     /// Serialises intake per uuid (striped by hash), so two copies of one notification arriving
     /// together cannot both write: the loser sees the winner's mark and writes nothing.
     intake_locks: Arc<[Mutex<()>; INTAKE_STRIPES]>,
@@ -113,10 +123,14 @@ impl Store {
             .map_err(|e| open_error(format!("sync directory: {e}")))?;
         let committer =
             Committer::start(db.clone(), db_file).map_err(|e| open_error(e.to_string()))?;
+        let inbox = db.open_tree(INBOX)?;
+        let dead = db.open_tree(DEAD)?;
         Ok(Store {
             seen: db.open_tree(SEEN)?,
-            inbox: db.open_tree(INBOX)?,
-            dead: db.open_tree(DEAD)?,
+            waiting: Counts::of(&inbox)?,
+            buried: Counts::of(&dead)?,
+            inbox,
+            dead,
             budgets: db.open_tree(BUDGETS)?,
             db,
             committer,
@@ -188,7 +202,13 @@ impl Store {
         // replaces a multi-tree transaction: sled's transactions take a global lock that queued
         // every request behind the group commit's flush (8k/s against 30k+/s measured).
         for (key, value) in &entries {
-            self.inbox.insert(&key[..], &value[..])?;
+            // Counted before it can be seen, so a worker that finishes it at once cannot
+            // subtract first.
+            self.waiting.add(studio.as_str(), 1);
+            if let Err(e) = self.inbox.insert(&key[..], &value[..]) {
+                self.waiting.remove_one(studio.as_str());
+                return Err(e.into());
+            }
         }
         let marked = self.seen.compare_and_swap(
             &seen_key[..],
@@ -229,7 +249,7 @@ impl Store {
 
     /// Number of events waiting for `studio`.
     pub fn pending_count(&self, studio: &StudioId) -> usize {
-        self.inbox.scan_prefix(studio_key(studio, b"")).count()
+        self.waiting.get(studio.as_str())
     }
 
     /// Saves progress (enrichment, sinks delivered). Not waited on: losing it in a crash only
@@ -244,19 +264,32 @@ impl Store {
     /// Removes an event every sink has. Made durable by sled's periodic flush or the next group
     /// commit; a crash before that redelivers it (at least once, never lost).
     pub fn finish(&self, entry: &InboxEntry) -> Result<(), StoreError> {
-        self.inbox.remove(&entry.key[..])?;
+        if self.inbox.remove(&entry.key[..])?.is_some() {
+            self.waiting.remove_one(entry.studio());
+        }
         Ok(())
     }
 
     /// Moves an event from the inbox to the dead letters, in one transaction.
     pub fn bury(&self, entry: &InboxEntry, letter: &DeadLetter) -> Result<(), StoreError> {
         let value = serde_json::to_vec(letter).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // Counted before it can be replayed (see `record`).
+        self.buried.add(entry.studio(), 1);
         let result = (&self.inbox, &self.dead).transaction(|(inbox, dead)| {
-            inbox.remove(&entry.key[..])?;
-            dead.insert(&entry.key[..], &value[..])?;
-            Ok::<_, ConflictableTransactionError<()>>(())
+            let was_waiting = inbox.remove(&entry.key[..])?.is_some();
+            let was_buried = dead.insert(&entry.key[..], &value[..])?.is_some();
+            Ok::<_, ConflictableTransactionError<()>>((was_waiting, was_buried))
         });
-        transaction_result(result)
+        let (was_waiting, was_buried) = transaction_result(result).inspect_err(|_| {
+            self.buried.remove_one(entry.studio());
+        })?;
+        if was_waiting {
+            self.waiting.remove_one(entry.studio());
+        }
+        if was_buried {
+            self.buried.remove_one(entry.studio());
+        }
+        Ok(())
     }
 
     /// Dead letters of one studio, or of all, oldest first.
@@ -282,7 +315,7 @@ impl Store {
     }
 
     pub fn dead_letter_count(&self, studio: &StudioId) -> usize {
-        self.dead.scan_prefix(studio_key(studio, b"")).count()
+        self.buried.get(studio.as_str())
     }
 
     /// Puts a dead letter back into its studio's inbox at its original place, so it is next.
@@ -296,9 +329,11 @@ impl Store {
             return Ok(None);
         };
         let key = studio_key(&studio, &seq.to_be_bytes());
+        // Counted before the worker can see it (see `record`), taken back if nothing moved.
+        self.waiting.add(studio.as_str(), 1);
         let result = (&self.inbox, &self.dead).transaction(|(inbox, dead)| {
             let Some(value) = dead.remove(&key[..])? else {
-                return Ok(false);
+                return Ok(None);
             };
             let mut letter: DeadLetter = serde_json::from_slice(&value)
                 .map_err(|_| ConflictableTransactionError::Abort(()))?;
@@ -308,10 +343,18 @@ impl Store {
             letter.event.failing_since_ms = None;
             let event = serde_json::to_vec(&letter.event)
                 .map_err(|_| ConflictableTransactionError::Abort(()))?;
-            inbox.insert(&key[..], event)?;
-            Ok(true)
+            let was_waiting = inbox.insert(&key[..], event)?.is_some();
+            Ok(Some(was_waiting))
         });
-        Ok(transaction_result(result)?.then_some(studio))
+        let moved = transaction_result(result);
+        if !matches!(moved, Ok(Some(false))) {
+            self.waiting.remove_one(studio.as_str());
+        }
+        if moved?.is_none() {
+            return Ok(None);
+        }
+        self.buried.remove_one(studio.as_str());
+        Ok(Some(studio))
     }
 
     /// Age in milliseconds of the oldest waiting event of `studio`, relative to `now_ms`.
@@ -362,18 +405,8 @@ impl Store {
     }
 
     /// Studios that have events waiting, with their counts (also those without a tenant file).
-    pub fn pending_by_studio(&self) -> Result<Vec<(String, usize)>, StoreError> {
-        let mut counts: Vec<(String, usize)> = Vec::new();
-        for item in self.inbox.iter() {
-            let (key, _) = item?;
-            let studio = key.split(|b| *b == 0).next().unwrap_or_default();
-            let studio = String::from_utf8_lossy(studio).into_owned();
-            match counts.last_mut() {
-                Some((last, n)) if *last == studio => *n += 1,
-                _ => counts.push((studio, 1)),
-            }
-        }
-        Ok(counts)
+    pub fn pending_by_studio(&self) -> Vec<(String, usize)> {
+        self.waiting.all()
     }
 
     /// Makes everything written so far durable (used at shutdown).
@@ -421,6 +454,21 @@ mod tests {
             ..StorageConfig::default()
         })
         .unwrap()
+    }
+
+    /// The committer thread holds the last handle briefly after the store is dropped.
+    fn reopen(dir: &std::path::Path) -> Store {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match Store::open(&StorageConfig {
+                path: dir.join("data"),
+                ..StorageConfig::default()
+            }) {
+                Ok(store) => return store,
+                Err(e) if std::time::Instant::now() > deadline => panic!("{e}"),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        }
     }
 
     fn event(id: &str) -> QueuedEvent {
@@ -474,9 +522,49 @@ mod tests {
             Intake::Duplicate
         );
         assert_eq!(
-            store.pending_by_studio().unwrap(),
+            store.pending_by_studio(),
             [("a".to_string(), 3), ("b".to_string(), 1)]
         );
+    }
+
+    #[actix_rt::test]
+    async fn counts_follow_finish_bury_and_replay_and_are_recounted_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = StudioId::parse("a").unwrap();
+        let store = store(dir.path());
+        for id in ["u1", "u2", "u3"] {
+            store.intake(&a, id, &[event(id)], 0).await.unwrap();
+        }
+        let pending = store.pending(&a, 10).unwrap();
+        store.finish(&pending[0]).unwrap();
+        store.finish(&pending[0]).unwrap();
+        let letter = DeadLetter {
+            event: pending[1].event.clone(),
+            stage: "enrichment".into(),
+            reason: "test".into(),
+            dead_at_ms: 0,
+        };
+        store.bury(&pending[1], &letter).unwrap();
+        assert_eq!(
+            (store.pending_count(&a), store.dead_letter_count(&a)),
+            (1, 1)
+        );
+        let id = store.dead_letters(Some(&a)).unwrap().remove(0).id;
+        assert_eq!(store.replay(&id).unwrap(), Some(a.clone()));
+        assert_eq!(store.replay(&id).unwrap(), None, "already replayed");
+        assert_eq!(
+            (store.pending_count(&a), store.dead_letter_count(&a)),
+            (2, 0)
+        );
+        store.bury(&pending[2], &letter).unwrap();
+        store.sync().await.unwrap();
+        drop(store);
+        let store = reopen(dir.path());
+        assert_eq!(
+            (store.pending_count(&a), store.dead_letter_count(&a)),
+            (1, 1)
+        );
+        assert_eq!(store.pending_by_studio(), [("a".to_string(), 1)]);
     }
 
     #[actix_rt::test]
@@ -491,18 +579,7 @@ mod tests {
             store.save(&entry).unwrap();
             store.sync().await.unwrap();
         }
-        // The committer thread holds the last handle briefly after the store is dropped.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let store = loop {
-            match Store::open(&StorageConfig {
-                path: dir.path().join("data"),
-                ..StorageConfig::default()
-            }) {
-                Ok(store) => break store,
-                Err(e) if std::time::Instant::now() > deadline => panic!("{e}"),
-                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
-            }
-        };
+        let store = reopen(dir.path());
         let entry = store.pending(&a, 1).unwrap().remove(0);
         assert_eq!(entry.event.delivered_to, ["file:x"]);
     }

@@ -1,0 +1,58 @@
+//! How many entries each studio has in a tree, kept in memory. Counted once when the store
+//! opens, then moved by the store's own inserts and removals, so a scrape or a status-page poll
+//! costs the same with a backlog of a million events as with none.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+#[derive(Clone, Default)]
+pub(super) struct Counts {
+    by_studio: Arc<Mutex<BTreeMap<String, usize>>>,
+}
+
+impl Counts {
+    /// Counts the keys of `tree`, which are `studio \0 ...`.
+    pub(super) fn of(tree: &sled::Tree) -> sled::Result<Counts> {
+        let counts = Counts::default();
+        {
+            let mut map = counts.lock();
+            for key in tree.iter().keys() {
+                let key = key?;
+                let studio = key.split(|b| *b == 0).next().unwrap_or_default();
+                *map.entry(String::from_utf8_lossy(studio).into_owned())
+                    .or_default() += 1;
+            }
+        }
+        Ok(counts)
+    }
+
+    pub(super) fn add(&self, studio: &str, n: usize) {
+        if n > 0 {
+            *self.lock().entry(studio.to_string()).or_default() += n;
+        }
+    }
+
+    pub(super) fn remove_one(&self, studio: &str) {
+        let mut map = self.lock();
+        if let Some(count) = map.get_mut(studio) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                map.remove(studio);
+            }
+        }
+    }
+
+    pub(super) fn get(&self, studio: &str) -> usize {
+        self.lock().get(studio).copied().unwrap_or(0)
+    }
+
+    /// Every studio with at least one entry, by id.
+    pub(super) fn all(&self) -> Vec<(String, usize)> {
+        self.lock().iter().map(|(s, n)| (s.clone(), *n)).collect()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, usize>> {
+        // Plain numbers: a panic elsewhere while holding the lock leaves nothing half-done.
+        self.by_studio.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
