@@ -29,6 +29,9 @@ const STORE_RETRY: Duration = Duration::from_secs(1);
 /// How far ahead in the inbox an Open API answer is offered to events needing the same request.
 const COALESCE_LOOKAHEAD: usize = 64;
 
+/// Most events handed to the sinks together when a backlog needs no Open API request.
+const DELIVERY_BATCH: usize = 64;
+
 /// How often the Open API budget is saved. After a crash up to this much of the current
 /// minute's use is forgotten; the default budget (900 of the vendor's 1000) absorbs that.
 const BUDGET_SAVE_INTERVAL: Duration = Duration::from_secs(2);
@@ -304,23 +307,126 @@ impl Worker {
         self.deps.status.set_state(StudioState::Running, None);
         loop {
             self.deps.doorbell.listen();
-            match self.deps.store.pending(&self.tenant.id, 1) {
-                Ok(mut entries) => match entries.pop() {
-                    Some(entry) => {
+            match self.next_events() {
+                Ok(mut entries) => match entries.len() {
+                    0 => self.wake.notified().await,
+                    1 => {
                         self.deps.doorbell.busy();
-                        self.process(entry).await;
-                        // A backlog of events that need no request never awaits anything:
-                        // let the other studios on this thread, and this actor's own
-                        // messages (reconfigure, retire, pause), have their turn.
-                        tokio::task::yield_now().await;
+                        self.process(entries.remove(0)).await;
                     }
-                    None => self.wake.notified().await,
+                    _ => {
+                        self.deps.doorbell.busy();
+                        self.deliver_together(entries).await;
+                    }
                 },
                 Err(e) => {
                     tracing::error!(studio = %self.tenant.id, error = %e, "cannot read the inbox");
                     actix_rt::time::sleep(STORE_RETRY).await;
                 }
             }
+            // A backlog of events that need no request never awaits anything: let the other
+            // studios on this thread, and this actor's own messages (reconfigure, retire,
+            // pause), have their turn.
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// The head of the inbox, with the events right behind it when none of them needs an Open
+    /// API request or has a delivery under way: those can go to the sinks together.
+    fn next_events(&self) -> Result<Vec<InboxEntry>, crate::store::StoreError> {
+        let head = self.deps.store.pending(&self.tenant.id, 1)?;
+        if !head.first().is_some_and(|e| self.ready_to_deliver(e)) {
+            return Ok(head);
+        }
+        let mut run = self.deps.store.pending(&self.tenant.id, DELIVERY_BATCH)?;
+        let ready = run.iter().take_while(|e| self.ready_to_deliver(e)).count();
+        run.truncate(ready.max(1));
+        Ok(run)
+    }
+
+    fn ready_to_deliver(&self, entry: &InboxEntry) -> bool {
+        let event = &entry.event;
+        event.delivered_to.is_empty()
+            && event.failing_since_ms.is_none()
+            && (event.enriched.is_some() || matches!(route(event), Route::Skip { .. }))
+    }
+
+    /// Delivers consecutive events that need no request to each sink in one go. If a sink
+    /// fails, what it did take is recorded and the head goes the one-by-one way, which retries.
+    async fn deliver_together(&mut self, mut entries: Vec<InboxEntry>) {
+        let mut results = Vec::with_capacity(entries.len());
+        let mut bodies = Vec::with_capacity(entries.len());
+        for entry in &mut entries {
+            let result = match entry.event.enriched.clone() {
+                Some(result) => result,
+                None => match self.enrich(entry).await {
+                    Ok((result, _)) => result,
+                    Err(_) => break,
+                },
+            };
+            let enriched = entry.event.to_enriched(self.tenant.id.as_str(), &result);
+            let Ok(body) = serde_json::to_vec(&enriched) else {
+                break;
+            };
+            results.push(result);
+            bodies.push(body);
+        }
+        // Whatever could not be prepared goes the one-by-one way, which reports why.
+        entries.truncate(bodies.len().max(1));
+        if bodies.is_empty() {
+            self.process(entries.remove(0)).await;
+            return;
+        }
+        let batch: Vec<(&str, &[u8])> = entries
+            .iter()
+            .zip(&bodies)
+            .map(|(e, b)| (e.event.id.as_str(), b.as_slice()))
+            .collect();
+        let mut failed = false;
+        let mut taken = Vec::with_capacity(self.sinks.len());
+        for (key, sink) in &self.sinks {
+            let delivered = match sink.deliver_all(&batch).await {
+                Ok(()) => batch.len(),
+                Err((delivered, error)) => {
+                    tracing::warn!(studio = %self.tenant.id, sink = %key, %error, "sink delivery failed");
+                    self.deps
+                        .metrics
+                        .sink_deliveries
+                        .with_label_values(&[self.tenant.id.as_str(), key.as_str(), "failed"])
+                        .inc();
+                    failed = true;
+                    delivered
+                }
+            };
+            self.deps
+                .metrics
+                .sink_deliveries
+                .with_label_values(&[self.tenant.id.as_str(), key.as_str(), "delivered"])
+                .inc_by(delivered as u64);
+            taken.push((key.clone(), delivered));
+            if failed {
+                break;
+            }
+        }
+        drop(batch);
+        for (key, delivered) in taken {
+            for entry in &mut entries[..delivered] {
+                entry.event.delivered_to.push(key.clone());
+            }
+        }
+        if failed {
+            let mut entries = entries.into_iter();
+            let head = entries.next().expect("a batch has a head");
+            for entry in entries.filter(|e| !e.event.delivered_to.is_empty()) {
+                self.save(&entry).await;
+            }
+            self.process(head).await;
+            return;
+        }
+        tracing::debug!(studio = %self.tenant.id, events = entries.len(), first = %entries[0].event.id, "delivered together");
+        for (entry, result) in entries.iter().zip(results) {
+            self.record_delivery(entry, Ok(&result.enrichment.status));
+            self.finish(entry).await;
         }
     }
 
@@ -328,32 +434,14 @@ impl Worker {
     /// have it yet, then removes the event. Returns when the event is delivered or buried.
     async fn process(&mut self, mut entry: InboxEntry) {
         let outcome = self.enrich_and_deliver(&mut entry).await;
-        let studio = self.tenant.id.clone();
-        let now = now_millis();
-        self.deps.activity.record(RecentEvent {
-            at_ms: now,
-            studio: studio.to_string(),
-            kind: "delivered",
-            event_type: entry.event.event_type.clone(),
-            entity_id: entry.event.entity_id,
-            outcome: match &outcome {
-                Ok(status) => serde_json::to_value(status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
-                Err(_) => "dead_letter".into(),
-            },
-            latency_ms: (now - entry.event.received_at_ms) as f64,
-        });
+        self.record_delivery(&entry, outcome.as_ref().map_err(|_| ()));
         match outcome {
             Ok(status) => {
-                tracing::debug!(%studio, id = %entry.event.id, r#type = %entry.event.event_type, ?status, "delivered");
-                while let Err(e) = self.deps.store.finish(&entry) {
-                    tracing::error!(%studio, error = %e, "cannot remove a delivered event");
-                    actix_rt::time::sleep(STORE_RETRY).await;
-                }
+                tracing::debug!(studio = %self.tenant.id, id = %entry.event.id, r#type = %entry.event.event_type, ?status, "delivered");
+                self.finish(&entry).await;
             }
             Err(Dead { stage, reason }) => {
+                let studio = &self.tenant.id;
                 tracing::error!(%studio, id = %entry.event.id, %stage, %reason, "moved to the dead letters");
                 let letter = DeadLetter {
                     event: entry.event.clone(),
@@ -368,6 +456,33 @@ impl Worker {
             }
         }
         self.deps.status.set_state(StudioState::Running, None);
+    }
+
+    /// For the activity list: delivered with its enrichment status, or dead-lettered.
+    fn record_delivery(&self, entry: &InboxEntry, outcome: Result<&EnrichmentStatus, ()>) {
+        let now = now_millis();
+        self.deps.activity.record(RecentEvent {
+            at_ms: now,
+            studio: self.tenant.id.to_string(),
+            kind: "delivered",
+            event_type: entry.event.event_type.clone(),
+            entity_id: entry.event.entity_id,
+            outcome: match outcome {
+                Ok(status) => serde_json::to_value(status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                Err(()) => "dead_letter".into(),
+            },
+            latency_ms: (now - entry.event.received_at_ms) as f64,
+        });
+    }
+
+    async fn finish(&self, entry: &InboxEntry) {
+        while let Err(e) = self.deps.store.finish(entry) {
+            tracing::error!(studio = %self.tenant.id, error = %e, "cannot remove a delivered event");
+            actix_rt::time::sleep(STORE_RETRY).await;
+        }
     }
 
     async fn enrich_and_deliver(

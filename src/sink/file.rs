@@ -18,18 +18,26 @@ impl FileSink {
     /// Appends the line and syncs it, on a blocking thread: an fsync must not hold up the
     /// other studios that share this actor thread.
     pub async fn deliver(&self, body: &[u8]) -> Result<(), SinkError> {
+        self.deliver_lines(&[body]).await
+    }
+
+    /// Several events in one write and one sync: a backlog costs one fsync per batch, not per
+    /// event. All or none are reported delivered.
+    pub async fn deliver_lines(&self, bodies: &[&[u8]]) -> Result<(), SinkError> {
         let path = self.path.clone();
-        let mut line = Vec::with_capacity(body.len() + 1);
-        line.extend_from_slice(body);
-        line.push(b'\n');
-        actix_web::rt::task::spawn_blocking(move || append(&path, &line))
+        let mut lines = Vec::with_capacity(bodies.iter().map(|b| b.len() + 1).sum());
+        for body in bodies {
+            lines.extend_from_slice(body);
+            lines.push(b'\n');
+        }
+        actix_web::rt::task::spawn_blocking(move || append(&path, &lines))
             .await
             .map_err(|e| SinkError(format!("file sink task failed: {e}")))?
     }
 }
 
-/// The file is opened per event so that a partner may rotate or truncate it at any time; one
-/// `write` per line keeps lines whole under O_APPEND. A new file's directory is synced too, or
+/// The file is opened per delivery so that a partner may rotate or truncate it at any time; one
+/// `write` per delivery keeps lines whole under O_APPEND. A new file's directory is synced too, or
 /// the file itself could vanish with a power loss.
 fn append(path: &Path, line: &[u8]) -> Result<(), SinkError> {
     let fail = |what: &str, e: std::io::Error| SinkError(format!("{what} {}: {e}", path.display()));

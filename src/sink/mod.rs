@@ -37,6 +37,20 @@ impl Sink {
         })
     }
 
+    /// Hands over consecutive events in order; Ok only once the receiver has all of them. A file
+    /// takes them in one write and one sync; the others take them one by one. On failure, says
+    /// how many were handed over before it.
+    pub async fn deliver_all(&self, events: &[(&str, &[u8])]) -> Result<(), (usize, SinkError)> {
+        if let Sink::File(s) = self {
+            let bodies: Vec<&[u8]> = events.iter().map(|(_, body)| *body).collect();
+            return s.deliver_lines(&bodies).await.map_err(|e| (0, e));
+        }
+        for (i, (id, body)) in events.iter().enumerate() {
+            self.deliver(id, body).await.map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+
     /// Hands over one event; Ok only once the receiver has it (flushed, 2xx, exit 0).
     pub async fn deliver(&self, event_id: &str, body: &[u8]) -> Result<(), SinkError> {
         match self {

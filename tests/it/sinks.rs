@@ -51,8 +51,8 @@ async fn receive(
     HttpResponse::NoContent().finish()
 }
 
-#[actix_rt::test]
-async fn http_sink_signs_and_retries_until_the_receiver_accepts() {
+/// A running receiver that fails its first two requests, and a studio whose second sink is it.
+async fn receiver_failing_twice() -> (Arc<Receiver>, Studio, actix_web::dev::ServerHandle) {
     let receiver = Arc::new(Receiver::default());
     *receiver.fail_next.lock().unwrap() = 2;
     let data = web::Data::new(receiver.clone());
@@ -72,6 +72,12 @@ async fn http_sink_signs_and_retries_until_the_receiver_accepts() {
     let studio = Studio::new("berlin").with(&format!(
         "[[sinks]]\ntype = \"http\"\nurl = \"http://{addr}/hook\"\nsecret = \"{SECRET}\"\n"
     ));
+    (receiver, studio, server_handle)
+}
+
+#[actix_rt::test]
+async fn http_sink_signs_and_retries_until_the_receiver_accepts() {
+    let (receiver, studio, server_handle) = receiver_failing_twice().await;
     let app = spawn_app(vec![studio]).await;
     let uuid = unique("signed");
     app.notify("berlin", &uuid, "CUSTOMER_UPDATED", 8).await;
@@ -126,4 +132,55 @@ async fn command_sink_gets_the_event_on_stdin_and_is_retried_on_failure() {
         "GET /v1/classes/booking/3"
     );
     app.stop().await;
+}
+
+/// A backlog that needs no Open API request goes to the sinks in batches. A sink that fails in
+/// the middle of one must still end with every event exactly once, in order, in every sink.
+#[actix_rt::test]
+async fn a_backlog_reaches_every_sink_once_and_in_order_when_one_fails_midway() {
+    let (receiver, studio, server_handle) = receiver_failing_twice().await;
+    let app = spawn_app(vec![studio]).await;
+    app.admin_json("POST", "/api/studios/berlin/pause").await;
+    let uuids: Vec<String> = (0..40).map(|i| unique(&format!("backlog-{i}"))).collect();
+    for uuid in &uuids {
+        let (status, _) = app.notify("berlin", uuid, "CUSTOMER_DELETED", 5).await;
+        assert_eq!(status, 200);
+    }
+    app.admin_json("POST", "/api/studios/berlin/resume").await;
+
+    let ids = |events: &[serde_json::Value]| -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e["id"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let file = app.delivered("berlin", uuids.len()).await;
+    let accepted = eventually("the receiver to accept the whole backlog", || {
+        let accepted = receiver.accepted.lock().unwrap().clone();
+        async move { (accepted.len() >= 40).then_some(accepted) }
+    })
+    .await;
+    assert_eq!(ids(&file), uuids, "file sink: each once, in order");
+    assert_eq!(ids(&accepted), uuids, "http sink: each once, in order");
+    assert_eq!(
+        *receiver.fail_next.lock().unwrap(),
+        0,
+        "both failures retried"
+    );
+    let metrics = app.admin("GET", "/metrics").await.1;
+    let count = |result: &str, sink: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("gymrelay_sink_deliveries_total")
+                    && l.contains(&format!("result=\"{result}\",sink=\"{sink}"))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    assert_eq!(count("delivered", "file:"), Some(40), "{metrics}");
+    assert_eq!(count("delivered", "http:"), Some(40), "{metrics}");
+    assert_eq!(count("failed", "http:"), Some(2), "{metrics}");
+    app.stop().await;
+    server_handle.stop(true).await;
 }
