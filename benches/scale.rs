@@ -1,6 +1,8 @@
 //! `cargo bench --bench scale`: 1,000 tenant files. Start-up time to ready and idle memory,
 //! then a paced load spread over all studios (default 10,000 webhooks/s for 60 s; set
 //! GYMRELAY_BENCH_RATE and GYMRELAY_BENCH_SECS) with memory sampled along the way.
+//! GYMRELAY_BENCH_RETENTION_SECS shortens how long uuids are remembered (default: the
+//! configured 7 days), to show memory once pruning keeps the remembered set steady.
 
 mod support;
 
@@ -28,7 +30,14 @@ fn main() {
         actix_web::rt::System::new().block_on(async move {
             let sim = start_sim(STUDIOS).await;
             write_tenants(&root, STUDIOS, 900, |id| sim.base_url(id));
-            let config = config_in(&root);
+            let mut config = config_in(&root);
+            if let Some(secs) = std::env::var("GYMRELAY_BENCH_RETENTION_SECS")
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                config.storage.retention = Duration::from_secs(secs);
+                config.storage.prune_interval = Duration::from_secs(secs.div_ceil(4).max(1));
+            }
             let rss_before = rss_kib();
             let started = Instant::now();
             let relay = Relay::start(&config).await.expect("relay");
