@@ -77,7 +77,8 @@ fn main() {
             "CUSTOMER_DELETED"
         };
         (
-            notification(&format!("scale-{c}-{n}"), event_type, 1 + n % 2000),
+            // Random like the vendor's, so remembered uuids spread over the whole index.
+            notification(&uuid::Uuid::new_v4().to_string(), event_type, 1 + n % 2000),
             format!("key-{studio}"),
         )
     });
