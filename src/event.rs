@@ -102,18 +102,21 @@ pub struct QueuedEvent {
     pub entity_id: Option<i64>,
     pub occurred_at_ms: i64,
     pub received_at_ms: i64,
+    // Empty fields are left out of the stored value: every byte of it is written on intake, and
+    // a fresh event has none of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<Map<String, Value>>,
     /// Set once the Open API answered (or no request was needed).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enriched: Option<EnrichmentResult>,
     /// Keys of the sinks that have this event.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delivered_to: Vec<String>,
     /// Failed attempts, newest last, at most [`MAX_ATTEMPTS`] kept.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
     /// When the stage now being retried first failed; dead-lettering is measured from here.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_since_ms: Option<i64>,
 }
 
