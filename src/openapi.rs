@@ -43,7 +43,16 @@ pub enum Route {
 
 /// Maps an event to its request per the vendor's table (perfectgym.md).
 pub fn route(event: &QueuedEvent) -> Route {
-    let t = event.event_type.as_str();
+    let class_id = event
+        .content
+        .as_ref()
+        .and_then(|c| c.get("classId"))
+        .and_then(Value::as_i64);
+    route_for(&event.event_type, event.entity_id, class_id)
+}
+
+/// [`route`] from the fields it depends on: type, entity and `content.classId`.
+pub fn route_for(t: &str, entity_id: Option<i64>, class_id: Option<i64>) -> Route {
     let gone = match t {
         "CUSTOMER_DELETED" | "EMPLOYEE_DELETED" => Some("the entity is deleted"),
         "CUSTOMER_ACCESS_DISABLED" => Some("the customer's data can no longer be requested"),
@@ -52,7 +61,7 @@ pub fn route(event: &QueuedEvent) -> Route {
     if let Some(reason) = gone {
         return Route::Skip { reason };
     }
-    let Some(id) = event.entity_id else {
+    let Some(id) = entity_id else {
         return match endpoint_for(t) {
             Some(_) => Route::Skip {
                 reason: "the notification has no entityId",
@@ -75,22 +84,15 @@ pub fn route(event: &QueuedEvent) -> Route {
             "/v1/classes/booking/{id}",
             format!("/v1/classes/booking/{id}"),
         ),
-        Some(Endpoint::ClassSlot) => {
-            let class_id = event
-                .content
-                .as_ref()
-                .and_then(|c| c.get("classId"))
-                .and_then(Value::as_i64);
-            match class_id {
-                Some(class_id) => fetch(
-                    "/v1/classes/{classId}/slots/{id}",
-                    format!("/v1/classes/{class_id}/slots/{id}"),
-                ),
-                None => Route::Skip {
-                    reason: "content.classId is missing",
-                },
-            }
-        }
+        Some(Endpoint::ClassSlot) => match class_id {
+            Some(class_id) => fetch(
+                "/v1/classes/{classId}/slots/{id}",
+                format!("/v1/classes/{class_id}/slots/{id}"),
+            ),
+            None => Route::Skip {
+                reason: "content.classId is missing",
+            },
+        },
         Some(Endpoint::AppointmentBooking) => fetch(
             "/v1/appointments/booking/{id}",
             format!("/v1/appointments/booking/{id}"),

@@ -16,7 +16,7 @@ use crate::activity::{Activity, RecentEvent};
 use crate::backoff::Backoff;
 use crate::event::{now_millis, DeadLetter, Enrichment, EnrichmentResult, EnrichmentStatus};
 use crate::metrics::Metrics;
-use crate::openapi::{route, Answer, OpenApiClient, Route, ENDPOINTS};
+use crate::openapi::{route, route_for, Answer, OpenApiClient, Route, ENDPOINTS};
 use crate::ratelimit::{Budget, BudgetSnapshot, WINDOW};
 use crate::sink::Sink;
 use crate::status::{EndpointUse, StudioState, StudioStatus};
@@ -576,7 +576,13 @@ impl Worker {
     /// its place, with its own id.
     async fn share_answer(&self, head: &InboxEntry, result: &EnrichmentResult, asked_at: u64) {
         let request = route(&head.event);
-        let queued = match self.deps.store.pending(&self.tenant.id, COALESCE_LOOKAHEAD) {
+        let queued = self.deps.store.pending_unenriched(
+            &self.tenant.id,
+            COALESCE_LOOKAHEAD,
+            asked_at,
+            |event_type, entity, class| route_for(event_type, entity, class) == request,
+        );
+        let queued = match queued {
             Ok(queued) => queued,
             Err(e) => {
                 tracing::warn!(studio = %self.tenant.id, error = %e, "cannot look ahead in the inbox");
@@ -585,11 +591,7 @@ impl Worker {
         };
         let mut shared = 0;
         for mut other in queued {
-            if other.is(head)
-                || other.event.enriched.is_some()
-                || other.sequence() >= asked_at
-                || route(&other.event) != request
-            {
+            if other.is(head) {
                 continue;
             }
             other.event.enriched = Some(result.clone());

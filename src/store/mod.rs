@@ -64,8 +64,7 @@ impl InboxEntry {
 
     /// Its place in arrival order (see [`Store::sequence`]).
     pub fn sequence(&self) -> u64 {
-        let tail = &self.key[self.key.len().saturating_sub(8)..];
-        tail.try_into().map(u64::from_be_bytes).unwrap_or(0)
+        sequence_of(&self.key)
     }
 }
 
@@ -247,6 +246,57 @@ impl Store {
             .collect()
     }
 
+    /// Among the next `limit` events of `studio` queued before `before` (see
+    /// [`Store::sequence`]), those not yet enriched that `wanted(event_type, entity_id,
+    /// content.classId)` picks.
+    /// Only picked ones are decoded in full: looking ahead must stay cheap behind every fetch.
+    pub fn pending_unenriched(
+        &self,
+        studio: &StudioId,
+        limit: usize,
+        before: u64,
+        wanted: impl Fn(&str, Option<i64>, Option<i64>) -> bool,
+    ) -> Result<Vec<InboxEntry>, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Peek<'a> {
+            #[serde(borrow)]
+            event_type: std::borrow::Cow<'a, str>,
+            entity_id: Option<i64>,
+            #[serde(default)]
+            content: Option<PeekContent>,
+            #[serde(default)]
+            enriched: Option<serde::de::IgnoredAny>,
+        }
+        #[derive(serde::Deserialize)]
+        struct PeekContent {
+            #[serde(rename = "classId")]
+            class_id: Option<serde_json::Value>,
+        }
+        let mut picked = Vec::new();
+        for item in self.inbox.scan_prefix(studio_key(studio, b"")).take(limit) {
+            let (key, value) = item?;
+            if sequence_of(&key) >= before {
+                break;
+            }
+            let peek: Peek =
+                serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let class_id = peek
+                .content
+                .and_then(|c| c.class_id)
+                .and_then(|v| v.as_i64());
+            if peek.enriched.is_some() || !wanted(&peek.event_type, peek.entity_id, class_id) {
+                continue;
+            }
+            let event =
+                serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            picked.push(InboxEntry {
+                key: key.to_vec(),
+                event,
+            });
+        }
+        Ok(picked)
+    }
+
     /// Number of events waiting for `studio`.
     pub fn pending_count(&self, studio: &StudioId) -> usize {
         self.waiting.get(studio.as_str())
@@ -424,6 +474,12 @@ fn transaction_result<T>(result: Result<T, TransactionError<()>>) -> Result<T, S
     }
 }
 
+/// The sequence at the end of an inbox key.
+fn sequence_of(key: &[u8]) -> u64 {
+    let tail = &key[key.len().saturating_sub(8)..];
+    tail.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
 /// Splits `studio \0 seq` back into its parts.
 fn split_key(key: &[u8]) -> Result<(String, u64), StoreError> {
     let corrupt = || StoreError::Corrupt("malformed key".into());
@@ -565,6 +621,55 @@ mod tests {
             (1, 1)
         );
         assert_eq!(store.pending_by_studio(), [("a".to_string(), 1)]);
+    }
+
+    #[actix_rt::test]
+    async fn looking_ahead_picks_unenriched_matches_queued_before_the_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = StudioId::parse("a").unwrap();
+        let store = store(dir.path());
+        let with_entity = |id: &str, entity: i64| QueuedEvent {
+            entity_id: Some(entity),
+            ..event(id)
+        };
+        store
+            .intake(&a, "u1", &[with_entity("u1", 7)], 0)
+            .await
+            .unwrap();
+        store
+            .intake(&a, "u2", &[with_entity("u2", 8)], 0)
+            .await
+            .unwrap();
+        store
+            .intake(&a, "u3", &[with_entity("u3", 7)], 0)
+            .await
+            .unwrap();
+        let mut done = store.pending(&a, 3).unwrap().remove(2);
+        done.event.enriched = Some(crate::event::EnrichmentResult {
+            enrichment: crate::event::Enrichment {
+                status: crate::event::EnrichmentStatus::Fetched,
+                request: None,
+                reason: None,
+            },
+            entity: None,
+        });
+        store.save(&done).unwrap();
+        let asked_at = store.sequence().unwrap();
+        store
+            .intake(&a, "u4", &[with_entity("u4", 7)], 0)
+            .await
+            .unwrap();
+        let picked = store
+            .pending_unenriched(&a, 64, asked_at, |t, entity, class| {
+                t == "CUSTOMER_UPDATED" && entity == Some(7) && class.is_none()
+            })
+            .unwrap();
+        let ids: Vec<_> = picked.iter().map(|e| e.event.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["u1"],
+            "u2 is another entity, u3 has its answer, u4 came later"
+        );
     }
 
     #[actix_rt::test]
