@@ -49,12 +49,18 @@ fn main() {
         })
     });
     let sim_addr: SocketAddr = sim_rx.recv().expect("sim started");
-    write_tenants(dir.path(), STUDIOS, 900, |id| {
-        format!("http://{sim_addr}/{id}")
-    });
-    let config = config_in(dir.path());
+    // Each relay has its own data and tenants: the durable run leaves a backlog that waits for
+    // the Open API budget, and events behind it in the same studios would wait too.
+    let relay_dir = |name: &str| {
+        let root = dir.path().join(name);
+        write_tenants(&root, STUDIOS, 900, |id| format!("http://{sim_addr}/{id}"));
+        root
+    };
+    let (durable_dir, delivering_dir) = (relay_dir("durable"), relay_dir("delivering"));
+    let (relay_addr, admin_addr) = start_relay(config_in(&durable_dir));
+    let (delivering_addr, delivering_admin) = start_relay(config_in(&delivering_dir));
 
-    let keys: Keys = load_dir(&config.tenants.dir)
+    let keys: Keys = load_dir(&durable_dir.join("tenants"))
         .expect("tenants")
         .tenants
         .iter()
@@ -65,13 +71,9 @@ fn main() {
                 .collect::<Vec<_>>()
         })
         .collect();
-
-    let (tx, rx) = mpsc::channel::<(SocketAddr, SocketAddr)>();
-    let server_config = config.clone();
+    let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
-            let relay = Relay::start(&server_config).await.expect("relay starts");
-            let relay_addr = relay.addr();
             let keys = web::Data::new(keys);
             let ceiling = HttpServer::new(move || {
                 App::new()
@@ -81,14 +83,11 @@ fn main() {
             })
             .bind("127.0.0.1:0")
             .expect("bind ceiling");
-            let ceiling_addr = ceiling.addrs()[0];
-            actix_web::rt::spawn(ceiling.run());
-            tx.send((relay_addr, ceiling_addr))
-                .expect("report addresses");
-            let _ = relay.run().await;
+            tx.send(ceiling.addrs()[0]).expect("report address");
+            let _ = ceiling.run().await;
         })
     });
-    let (relay_addr, ceiling_addr) = rx.recv().expect("servers started");
+    let ceiling_addr: SocketAddr = rx.recv().expect("ceiling started");
     let secs = seconds(10);
     let load = |addr, run: &'static str, event_type: &'static str| {
         run_load(addr, CONNECTIONS, secs, move |c, n| {
@@ -112,9 +111,11 @@ fn main() {
     // one is also delivered (file sink, fsync per event) while the load runs.
     let ceiling_report = load(ceiling_addr, "ceiling", "CUSTOMER_UPDATED");
     let durable_report = load(relay_addr, "durable", "CUSTOMER_UPDATED");
-    let disk = disk_bytes(&dir.path().join("data")) as f64 / 1048576.0;
-    let delivering_report = load(relay_addr, "delivering", "CUSTOMER_DELETED");
-    let disk_after = disk_bytes(&dir.path().join("data")) as f64 / 1048576.0;
+    let disk = disk_bytes(&durable_dir.join("data")) as f64 / 1048576.0;
+    let queued = backlog(admin_addr);
+    let delivering_report = load(delivering_addr, "delivering", "CUSTOMER_DELETED");
+    let disk_after = disk_bytes(&delivering_dir.join("data")) as f64 / 1048576.0;
+    let undelivered = backlog(delivering_admin);
     println!(
         "{:<10} {:>11} {:>8} {:>8} {:>8} {:>7} {:>14} {:>9}",
         "", "accepted/s", "p50 ms", "p99 ms", "max ms", "failed", "peak RSS MiB", "disk MiB"
@@ -137,6 +138,10 @@ fn main() {
         );
     }
     println!(
+        "not yet delivered when the load stopped: durable {queued:.0} of {} (they wait for the budget), delivering {undelivered:.0} of {}",
+        durable_report.ok, delivering_report.ok
+    );
+    println!(
         "ratio durable/ceiling: {:.2}",
         durable_report.per_second() / ceiling_report.per_second()
     );
@@ -144,4 +149,18 @@ fn main() {
         "ratio delivering/ceiling: {:.2}",
         delivering_report.per_second() / ceiling_report.per_second()
     );
+}
+
+/// Starts a relay with `config` on its own thread; returns its webhook and admin addresses.
+fn start_relay(config: gymrelay::Config) -> (SocketAddr, SocketAddr) {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let relay = Relay::start(&config).await.expect("relay starts");
+            tx.send((relay.addr(), relay.admin_addr()))
+                .expect("report addresses");
+            let _ = relay.run().await;
+        })
+    });
+    rx.recv().expect("relay started")
 }

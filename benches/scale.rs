@@ -91,16 +91,7 @@ fn main() {
         report.failed
     );
     // How far delivery is behind: memory that grows with the backlog is not a leak.
-    let metrics = ureq::get(&format!("http://{admin}/metrics"))
-        .call()
-        .ok()
-        .and_then(|r| r.into_string().ok())
-        .unwrap_or_default();
-    let backlog: f64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("gymrelay_inbox_depth{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let backlog = backlog(admin);
     println!("backlog at the end: {backlog:.0} events not yet delivered");
     let samples = &report.rss_samples_kib;
     let at =

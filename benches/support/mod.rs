@@ -279,3 +279,17 @@ pub fn config_in(dir: &Path) -> gymrelay::Config {
     config.http.studio_burst = 1_000_000;
     config
 }
+
+/// Events not yet delivered, summed over the studios, from the relay's /metrics.
+pub fn backlog(admin: SocketAddr) -> f64 {
+    let metrics = ureq::get(&format!("http://{admin}/metrics"))
+        .call()
+        .ok()
+        .and_then(|r| r.into_string().ok())
+        .unwrap_or_default();
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("gymrelay_inbox_depth{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
