@@ -139,7 +139,12 @@ fn main() {
             disk
         );
     }
-    let held_before = delivering_report.rss_samples_kib.first().copied().unwrap_or(0) as f64 / 1024.0;
+    let held_before = delivering_report
+        .rss_samples_kib
+        .first()
+        .copied()
+        .unwrap_or(0) as f64
+        / 1024.0;
     println!(
         "delivering: its peak RSS includes the durable relay's {held_before:.1} MiB held before it started; it added {:.1} MiB",
         delivering_report.peak_rss_mib - held_before
