@@ -334,14 +334,11 @@ impl Worker {
     /// The head of the inbox, with the events right behind it when none of them needs an Open
     /// API request or has a delivery under way: those can go to the sinks together.
     fn next_events(&self) -> Result<Vec<InboxEntry>, crate::store::StoreError> {
-        let head = self.deps.store.pending(&self.tenant.id, 1)?;
-        if !head.first().is_some_and(|e| self.ready_to_deliver(e)) {
-            return Ok(head);
-        }
-        let mut run = self.deps.store.pending(&self.tenant.id, DELIVERY_BATCH)?;
-        let ready = run.iter().take_while(|e| self.ready_to_deliver(e)).count();
-        run.truncate(ready.max(1));
-        Ok(run)
+        self.deps
+            .store
+            .pending_run(&self.tenant.id, DELIVERY_BATCH, |e| {
+                self.ready_to_deliver(e)
+            })
     }
 
     fn ready_to_deliver(&self, entry: &InboxEntry) -> bool {
@@ -377,14 +374,14 @@ impl Worker {
             self.process(entries.remove(0)).await;
             return;
         }
-        let batch: Vec<(&str, &[u8])> = entries
-            .iter()
-            .zip(&bodies)
-            .map(|(e, b)| (e.event.id.as_str(), b.as_slice()))
-            .collect();
         let mut failed = false;
-        let mut taken = Vec::with_capacity(self.sinks.len());
-        for (key, sink) in &self.sinks {
+        let sink_count = self.sinks.len();
+        for (i, (key, sink)) in self.sinks.iter().enumerate() {
+            let batch: Vec<(&str, &[u8])> = entries
+                .iter()
+                .zip(&bodies)
+                .map(|(e, b)| (e.event.id.as_str(), b.as_slice()))
+                .collect();
             let delivered = match sink.deliver_all(&batch).await {
                 Ok(()) => batch.len(),
                 Err((delivered, error)) => {
@@ -398,28 +395,28 @@ impl Worker {
                     delivered
                 }
             };
+            drop(batch);
             self.deps
                 .metrics
                 .sink_deliveries
                 .with_label_values(&[self.tenant.id.as_str(), key.as_str(), "delivered"])
                 .inc_by(delivered as u64);
-            taken.push((key.clone(), delivered));
+            for entry in &mut entries[..delivered] {
+                entry.event.delivered_to.push(key.clone());
+            }
+            // Saved when something can still interrupt the batch (another sink, a retry), so
+            // an interruption does not send these to this sink again.
+            if failed || i + 1 < sink_count {
+                for entry in &entries[..delivered] {
+                    self.save(entry).await;
+                }
+            }
             if failed {
                 break;
             }
         }
-        drop(batch);
-        for (key, delivered) in taken {
-            for entry in &mut entries[..delivered] {
-                entry.event.delivered_to.push(key.clone());
-            }
-        }
         if failed {
-            let mut entries = entries.into_iter();
-            let head = entries.next().expect("a batch has a head");
-            for entry in entries.filter(|e| !e.event.delivered_to.is_empty()) {
-                self.save(&entry).await;
-            }
+            let head = entries.into_iter().next().expect("a batch has a head");
             self.process(head).await;
             return;
         }

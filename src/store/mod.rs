@@ -231,19 +231,35 @@ impl Store {
 
     /// The oldest events waiting for `studio`, in arrival order.
     pub fn pending(&self, studio: &StudioId, limit: usize) -> Result<Vec<InboxEntry>, StoreError> {
-        self.inbox
-            .scan_prefix(studio_key(studio, b""))
-            .take(limit)
-            .map(|item| {
-                let (key, value) = item?;
-                let event = serde_json::from_slice(&value)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                Ok(InboxEntry {
-                    key: key.to_vec(),
-                    event,
-                })
-            })
-            .collect()
+        self.pending_run(studio, limit, |_| true)
+    }
+
+    /// The oldest event waiting for `studio` and, if `joins` accepts it, the events right behind
+    /// it for as long as `joins` accepts them (at most `limit` in all). Reading stops at the
+    /// first one refused, so a short run costs no more than its length.
+    pub fn pending_run(
+        &self,
+        studio: &StudioId,
+        limit: usize,
+        joins: impl Fn(&InboxEntry) -> bool,
+    ) -> Result<Vec<InboxEntry>, StoreError> {
+        let mut run = Vec::new();
+        for item in self.inbox.scan_prefix(studio_key(studio, b"")).take(limit) {
+            let (key, value) = item?;
+            let entry = InboxEntry {
+                key: key.to_vec(),
+                event: serde_json::from_slice(&value)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            };
+            let joined = joins(&entry);
+            if joined || run.is_empty() {
+                run.push(entry);
+            }
+            if !joined {
+                break;
+            }
+        }
+        Ok(run)
     }
 
     /// Among the next `limit` events of `studio` queued before `before` (see
