@@ -176,6 +176,9 @@ async fn handle(
         }
         Ok(Intake::Duplicate) => "duplicate",
         Err(e) => {
+            // The events may be queued even though the disk did not confirm them; the studio
+            // should not wait for the next webhook to find them.
+            studio.event_stored();
             tracing::error!(studio = %id, %uuid, error = %e, "cannot store a webhook");
             let answer = error(
                 StatusCode::SERVICE_UNAVAILABLE,
