@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
 use crate::status::StudioStatus;
-use crate::studio::{Doorbell, StudioActor};
+use crate::studio::StudioActor;
 use crate::tenant::{self, StudioId, Tenant, TenantError};
 
 /// Webhook keys are indexed by their SHA-256 so that the plain keys are not what the lookup
@@ -83,13 +83,13 @@ pub struct StudioHandle {
     pub tenant: Arc<Tenant>,
     pub actor: Addr<StudioActor>,
     pub status: Arc<StudioStatus>,
-    pub doorbell: Doorbell,
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 impl StudioHandle {
-    /// Tells the studio that an event was stored, if it is waiting for one.
+    /// Tells the studio that events were put in its inbox.
     pub fn event_stored(&self) {
-        self.doorbell.ring(&self.actor);
+        self.wake.notify_one();
     }
 }
 

@@ -5,7 +5,6 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,40 +42,11 @@ pub struct StudioDeps {
     pub activity: Arc<Activity>,
     pub metrics: Arc<Metrics>,
     pub status: Arc<StudioStatus>,
-    pub doorbell: Doorbell,
+    /// Rung after events are put in the studio's inbox (intake, replay). It keeps one permit,
+    /// so a ring while the worker is busy costs an atomic operation and is not lost.
+    pub wake: Arc<Notify>,
     pub dead_letter_after: Duration,
 }
-
-/// Whether a studio's worker is waiting for new events. Intake wakes a studio only when it
-/// is: under load the worker is busy draining its inbox, and a wake-up per webhook would be a
-/// message to another thread for nothing.
-#[derive(Clone, Default)]
-pub struct Doorbell {
-    listening: Arc<AtomicBool>,
-}
-
-impl Doorbell {
-    /// Called after an event is stored.
-    pub fn ring(&self, actor: &Addr<StudioActor>) {
-        if self.listening.swap(false, Ordering::SeqCst) {
-            actor.do_send(Wake);
-        }
-    }
-
-    /// Called before the worker looks at its inbox: an event stored after the look rings.
-    fn listen(&self) {
-        self.listening.store(true, Ordering::SeqCst);
-    }
-
-    fn busy(&self) {
-        self.listening.store(false, Ordering::SeqCst);
-    }
-}
-
-/// Tells a studio that its inbox has something new.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Wake;
 
 /// A new version of the studio's tenant file: the worker restarts with it. Cancelling the old
 /// worker and starting the new one happen in one handler, so two never run at once.
@@ -102,7 +72,6 @@ pub struct Retire;
 pub struct StudioActor {
     tenant: Arc<Tenant>,
     deps: StudioDeps,
-    wake: Rc<Notify>,
     worker: Option<SpawnHandle>,
     paused: bool,
     /// Owned by the actor, not the worker, so a reconfigure or pause keeps what was used.
@@ -115,7 +84,6 @@ impl StudioActor {
         StudioActor {
             tenant,
             deps,
-            wake: Rc::new(Notify::new()),
             worker: None,
             paused: false,
             budget: Rc::new(RefCell::new(budget)),
@@ -165,19 +133,14 @@ impl StudioActor {
             return;
         }
         // Clients are built here, on the actor's own thread: awc clients are not `Send`.
-        let worker = Worker::new(
-            self.tenant.clone(),
-            self.deps.clone(),
-            self.wake.clone(),
-            self.budget.clone(),
-        );
+        let worker = Worker::new(self.tenant.clone(), self.deps.clone(), self.budget.clone());
         match worker {
             Ok(worker) => {
                 // The old worker is cancelled in the same handler, so two never run at once.
                 self.stop_worker(ctx);
                 self.worker = Some(ctx.spawn(actix::fut::wrap_future(worker.run())));
                 // Look at the inbox at once: the new worker has no memory of earlier wake-ups.
-                self.wake.notify_one();
+                self.deps.wake.notify_one();
             }
             Err(reason) => {
                 // Tenant validation makes this unexpected; a running worker keeps running.
@@ -199,15 +162,6 @@ impl Actor for StudioActor {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.save_budget();
-    }
-}
-
-impl Handler<Wake> for StudioActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Wake, _: &mut Self::Context) {
-        // A permit is stored if the worker is busy, so no wake-up is lost.
-        self.wake.notify_one();
     }
 }
 
@@ -260,7 +214,6 @@ impl Handler<Retire> for StudioActor {
 struct Worker {
     tenant: Arc<Tenant>,
     deps: StudioDeps,
-    wake: Rc<Notify>,
     open_api: OpenApiClient,
     budget: Rc<RefCell<Budget>>,
     sinks: Vec<(String, Sink)>,
@@ -276,7 +229,6 @@ impl Worker {
     fn new(
         tenant: Arc<Tenant>,
         deps: StudioDeps,
-        wake: Rc<Notify>,
         budget: Rc<RefCell<Budget>>,
     ) -> Result<Worker, String> {
         let open_api = OpenApiClient::new(
@@ -296,7 +248,6 @@ impl Worker {
             budget,
             tenant,
             deps,
-            wake,
             open_api,
             sinks,
         })
@@ -306,16 +257,13 @@ impl Worker {
         tracing::info!(studio = %self.tenant.id, "studio running");
         self.deps.status.set_state(StudioState::Running, None);
         loop {
-            self.deps.doorbell.listen();
             match self.next_events() {
                 Ok(mut entries) => match entries.len() {
-                    0 => self.wake.notified().await,
+                    0 => self.deps.wake.notified().await,
                     1 => {
-                        self.deps.doorbell.busy();
                         self.process(entries.remove(0)).await;
                     }
                     _ => {
-                        self.deps.doorbell.busy();
                         self.deliver_together(entries).await;
                     }
                 },

@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::registry::{self, DirError, Registry, StudioHandle};
 use crate::status::StudioStatus;
 use crate::store::Store;
-use crate::studio::{Doorbell, Reconfigure, Retire, StudioActor, StudioDeps};
+use crate::studio::{Reconfigure, Retire, StudioActor, StudioDeps};
 use crate::tenant::{StudioId, Tenant, TenantError};
 
 /// What a reload did, for logs and tests.
@@ -115,7 +115,7 @@ impl Studios {
                         tenant,
                         actor: running.actor.clone(),
                         status: running.status.clone(),
-                        doorbell: running.doorbell.clone(),
+                        wake: running.wake.clone(),
                     });
                     report.changed.push(id);
                 }
@@ -161,9 +161,9 @@ impl Studios {
     fn spawn(&self, tenant: Tenant) -> StudioHandle {
         let tenant = Arc::new(tenant);
         let status = Arc::new(StudioStatus::default());
-        let doorbell = Doorbell::default();
+        let wake = Arc::new(tokio::sync::Notify::new());
         let deps = StudioDeps {
-            doorbell: doorbell.clone(),
+            wake: wake.clone(),
             store: self.store.clone(),
             activity: self.activity.clone(),
             metrics: self.metrics.clone(),
@@ -178,7 +178,7 @@ impl Studios {
             tenant,
             actor,
             status,
-            doorbell,
+            wake,
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::registry::StudioHandle;
 use crate::status::{EndpointUse, StatusSnapshot, StudioState};
 use crate::store::Store;
-use crate::studio::{Pause, Resume, Wake};
+use crate::studio::{Pause, Resume};
 use crate::studios::Studios;
 use crate::tenant::StudioId;
 
@@ -323,7 +323,7 @@ async fn replay_studio(studio: web::Path<String>, state: web::Data<AdminState>) 
 
 fn wake(state: &AdminState, studio: &StudioId) {
     if let Some(handle) = state.studios.registry().get(studio) {
-        handle.actor.do_send(Wake);
+        handle.event_stored();
     }
 }
 
