@@ -27,15 +27,22 @@ impl Counts {
     }
 
     pub(super) fn add(&self, studio: &str, n: usize) {
-        if n > 0 {
-            *self.lock().entry(studio.to_string()).or_default() += n;
+        if n == 0 {
+            return;
+        }
+        let mut map = self.lock();
+        match map.get_mut(studio) {
+            Some(count) => *count += n,
+            None => {
+                map.insert(studio.to_string(), n);
+            }
         }
     }
 
-    pub(super) fn remove_one(&self, studio: &str) {
+    pub(super) fn remove(&self, studio: &str, n: usize) {
         let mut map = self.lock();
         if let Some(count) = map.get_mut(studio) {
-            *count = count.saturating_sub(1);
+            *count = count.saturating_sub(n);
             if *count == 0 {
                 map.remove(studio);
             }
