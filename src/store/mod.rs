@@ -416,8 +416,19 @@ impl Store {
 
     /// Age in milliseconds of the oldest waiting event of `studio`, relative to `now_ms`.
     pub fn oldest_pending_age_ms(&self, studio: &StudioId, now_ms: i64) -> Option<i64> {
-        let head = self.pending(studio, 1).ok()?.pop()?;
-        Some((now_ms - head.event.received_at_ms).max(0))
+        // Read on every scrape for every studio: decode only the one field, not the event with
+        // its fetched entity.
+        #[derive(serde::Deserialize)]
+        struct Received {
+            received_at_ms: i64,
+        }
+        let (_, value) = self
+            .inbox
+            .scan_prefix(studio_key(studio, b""))
+            .next()?
+            .ok()?;
+        let head: Received = serde_json::from_slice(&value).ok()?;
+        Some((now_ms - head.received_at_ms).max(0))
     }
 
     /// A studio's recent Open API use, so a restart does not forget the current minute.
