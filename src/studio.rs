@@ -76,6 +76,8 @@ pub struct StudioActor {
     paused: bool,
     /// Owned by the actor, not the worker, so a reconfigure or pause keeps what was used.
     budget: Rc<RefCell<Budget>>,
+    /// What was last written by `save_budget`.
+    saved_budget: Vec<u8>,
 }
 
 impl StudioActor {
@@ -87,6 +89,7 @@ impl StudioActor {
             worker: None,
             paused: false,
             budget: Rc::new(RefCell::new(budget)),
+            saved_budget: Vec::new(),
         }
     }
 
@@ -103,21 +106,26 @@ impl StudioActor {
         }
     }
 
-    fn save_budget(&self) {
+    /// Saves the budget if it changed since the last save: an idle studio writes nothing, where
+    /// a thousand idle studios would otherwise write 500 times a second.
+    fn save_budget(&mut self) {
         let snapshot = self
             .budget
             .borrow_mut()
             .snapshot(Instant::now(), now_millis());
-        let saved = serde_json::to_vec(&snapshot)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                self.deps
-                    .store
-                    .save_budget(&self.tenant.id, &bytes)
-                    .map_err(|e| e.to_string())
-            });
-        if let Err(e) = saved {
-            tracing::warn!(studio = %self.tenant.id, error = %e, "cannot save the Open API budget");
+        let bytes = match serde_json::to_vec(&snapshot) {
+            Ok(bytes) if bytes == self.saved_budget => return,
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!(studio = %self.tenant.id, error = %e, "cannot encode the Open API budget");
+                return;
+            }
+        };
+        match self.deps.store.save_budget(&self.tenant.id, &bytes) {
+            Ok(()) => self.saved_budget = bytes,
+            Err(e) => {
+                tracing::warn!(studio = %self.tenant.id, error = %e, "cannot save the Open API budget")
+            }
         }
     }
 
