@@ -35,6 +35,8 @@ pub struct StatusSnapshot {
     /// Milliseconds since the epoch of the last webhook accepted for this studio.
     pub last_event_ms: Option<i64>,
     pub last_error: Option<String>,
+    /// The sink whose refusal the studio is retrying, if that is what it retries.
+    pub failing_sink: Option<String>,
     /// Set while the tenant file is broken and the last good version keeps running.
     pub config_error: Option<String>,
     pub budget: BTreeMap<String, EndpointUse>,
@@ -65,9 +67,18 @@ impl StudioStatus {
     pub fn set_state(&self, state: StudioState, error: Option<String>) {
         let mut s = self.lock();
         s.state = state;
+        s.failing_sink = None;
         if error.is_some() || state == StudioState::Running {
             s.last_error = error;
         }
+    }
+
+    /// The studio retries because `sink` refused the head event.
+    pub fn sink_failing(&self, sink: &str, error: &str) {
+        let mut s = self.lock();
+        s.state = StudioState::Retrying;
+        s.last_error = Some(format!("{sink}: {error}"));
+        s.failing_sink = Some(sink.to_string());
     }
 
     pub fn set_config_error(&self, error: Option<String>) {

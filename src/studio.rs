@@ -496,9 +496,7 @@ impl Worker {
                         self.save(entry).await;
                         let delay = Backoff::TRANSIENT.delay(attempt, None);
                         tracing::warn!(studio = %self.tenant.id, id = %entry.event.id, sink = %key, attempt, %error, retry_in = ?delay, "sink delivery failed");
-                        self.deps
-                            .status
-                            .set_state(StudioState::Retrying, Some(format!("{key}: {error}")));
+                        self.deps.status.sink_failing(key, &error);
                         actix_rt::time::sleep(delay).await;
                     }
                 }

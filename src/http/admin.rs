@@ -164,12 +164,7 @@ fn sink_health(
         .sink_keys()
         .into_iter()
         .map(|sink| {
-            // While a sink refuses the head event the studio retries with `<sink>: <error>`.
-            let failing = status.state == StudioState::Retrying
-                && status.last_error.as_deref().is_some_and(|e| {
-                    e.strip_prefix(sink.as_str())
-                        .is_some_and(|r| r.starts_with(": "))
-                });
+            let failing = status.failing_sink.as_deref() == Some(sink.as_str());
             SinkHealth {
                 delivered: count(&sink, "delivered"),
                 failed: count(&sink, "failed"),
