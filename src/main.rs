@@ -14,15 +14,9 @@ use gymrelay::{Config, Relay};
 struct Cli {
     /// Log format on stderr (default: [log] format in the config, else text). Filter with RUST_LOG.
     #[arg(long, global = true, value_enum)]
-    log_format: Option<LogFormatArg>,
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum LogFormatArg {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -45,31 +39,23 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let format = cli.log_format.map(|f| match f {
-        LogFormatArg::Text => LogFormat::Text,
-        LogFormatArg::Json => LogFormat::Json,
-    });
+    let format = cli.log_format;
+    // `serve` sets up logging itself, once its config says which format; the demo's own output
+    // is the point, so its relay only speaks up when something is wrong.
+    match cli.command {
+        Command::Serve { .. } => {}
+        Command::Demo(_) => init_logging(format.unwrap_or_default(), "warn"),
+        _ => init_logging(format.unwrap_or_default(), "info"),
+    }
     let result = actix_web::rt::System::new().block_on(async move {
         match cli.command {
             Command::Serve { config } => serve(config, format).await,
-            command => {
-                // The demo's own output is the point; its relay only speaks up when something is wrong.
-                let level = if matches!(command, Command::Demo(_)) {
-                    "warn"
-                } else {
-                    "info"
-                };
-                init_logging(format.unwrap_or_default(), level);
-                match command {
-                    Command::Check(args) => gymrelay::check::run(args).await.map_err(Into::into),
-                    Command::DeadLetters(args) => gymrelay::dead_letters_cli::run(args)
-                        .await
-                        .map_err(Into::into),
-                    Command::Demo(args) => gymrelay::demo::run(args).await.map_err(Into::into),
-                    Command::Simulate(args) => gymrelay::simulate::run(args).await,
-                    Command::Serve { .. } => unreachable!("handled above"),
-                }
-            }
+            Command::Check(args) => gymrelay::check::run(args).await.map_err(Into::into),
+            Command::DeadLetters(args) => gymrelay::dead_letters_cli::run(args)
+                .await
+                .map_err(Into::into),
+            Command::Demo(args) => gymrelay::demo::run(args).await.map_err(Into::into),
+            Command::Simulate(args) => gymrelay::simulate::run(args).await,
         }
     });
     match result {
