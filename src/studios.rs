@@ -99,11 +99,17 @@ impl Studios {
 
         for tenant in loaded.tenants {
             let id = tenant.id.to_string();
-            for warning in tenant.warnings() {
-                tracing::warn!(studio = %id, "{warning}");
+            let unchanged = old
+                .get(&tenant.id)
+                .is_some_and(|running| running.tenant.fingerprint == tenant.fingerprint);
+            // Said when a file is new or edited, not again on every reload of the directory.
+            if !unchanged {
+                for warning in tenant.warnings() {
+                    tracing::warn!(studio = %id, "{warning}");
+                }
             }
             match old.get(&tenant.id) {
-                Some(running) if running.tenant.fingerprint == tenant.fingerprint => {
+                Some(running) if unchanged => {
                     running.status.set_config_error(None);
                     next.insert(running.clone());
                 }
