@@ -167,6 +167,18 @@ pub enum EnrichmentStatus {
     Failed,
 }
 
+impl EnrichmentStatus {
+    /// The same name it has in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnrichmentStatus::Fetched => "fetched",
+            EnrichmentStatus::NotFound => "not_found",
+            EnrichmentStatus::Skipped => "skipped",
+            EnrichmentStatus::Failed => "failed",
+        }
+    }
+}
+
 /// What every sink receives, one per payload element (the contract in DESIGN.md).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -238,6 +250,17 @@ pub fn now_millis() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_names_match_their_json() {
+        use EnrichmentStatus::*;
+        for status in [Fetched, NotFound, Skipped, Failed] {
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::Value::from(status.as_str())
+            );
+        }
+    }
 
     #[test]
     fn parses_the_vendor_example_and_ignores_unknown_fields() {

@@ -421,10 +421,7 @@ impl Worker {
             event_type: entry.event.event_type.clone(),
             entity_id: entry.event.entity_id,
             outcome: match outcome {
-                Ok(status) => serde_json::to_value(status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                Ok(status) => status.as_str().to_string(),
                 Err(()) => "dead_letter".into(),
             },
             latency_ms: (now - entry.event.received_at_ms) as f64,
