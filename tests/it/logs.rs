@@ -92,10 +92,30 @@ async fn debug_json_logs_carry_one_line_per_webhook_and_no_secret() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
         .collect();
     assert!(lines.len() > 10, "{log}");
-    let webhook = lines
+    // One line per webhook: berlin's, hamburg's and the one with a wrong key.
+    let webhooks: Vec<&Value> = lines
         .iter()
-        .find(|l| l["fields"]["message"] == "webhook" && l["fields"]["studio"] == "berlin")
-        .unwrap_or_else(|| panic!("no webhook line in {log}"));
+        .filter(|l| l["fields"]["message"] == "webhook")
+        .collect();
+    let seen: Vec<(&str, &str)> = webhooks
+        .iter()
+        .map(|l| {
+            (
+                l["fields"]["studio"].as_str().unwrap_or_default(),
+                l["fields"]["outcome"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("berlin", "accepted"),
+            ("hamburg", "accepted"),
+            ("unknown", "unauthorized")
+        ],
+        "{log}"
+    );
+    let webhook = webhooks[0];
     assert_eq!(webhook["fields"]["uuid"], uuid.as_str());
     assert_eq!(webhook["fields"]["type"], "CUSTOMER_UPDATED");
     assert_eq!(webhook["fields"]["outcome"], "accepted");
