@@ -64,8 +64,8 @@ pub struct LogConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
-    /// Bodies above this are refused with 413 while being read. Keep it well below a quarter of
-    /// sled's segment size: larger values go to blob files that sled never syncs.
+    /// Bodies above this are refused with 413 while being read. At most
+    /// [`crate::store::MAX_BODY_BYTES`], which loading the config enforces.
     pub max_body_bytes: usize,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
@@ -230,9 +230,17 @@ impl Config {
             figment = figment.merge(Toml::file_exact(path));
         }
         figment = figment.merge(Env::prefixed("GYMRELAY_").split("__"));
-        figment
+        let config: Config = figment
             .extract()
-            .map_err(|e| ConfigError::Invalid(describe(e, file)))
+            .map_err(|e| ConfigError::Invalid(describe(e, file)))?;
+        let limit = crate::store::MAX_BODY_BYTES;
+        if config.http.max_body_bytes > limit {
+            let source = file.map_or("config".to_string(), |f| f.display().to_string());
+            return Err(ConfigError::Invalid(format!(
+                "{source}: http.max_body_bytes: at most {limit}; larger events would be stored where a power loss can lose them"
+            )));
+        }
+        Ok(config)
     }
 }
 
@@ -295,6 +303,15 @@ mod tests {
             let message = e.to_string();
             assert!(message.contains("gymrelay.toml"), "{message}");
             assert!(message.contains("http.max_body_bytes"), "{message}");
+
+            jail.create_file("gymrelay.toml", "[http]\nmax_body_bytes = 262144\n")?;
+            let message = Config::load(Some(Path::new("gymrelay.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                message.starts_with("gymrelay.toml: http.max_body_bytes: at most 114688"),
+                "{message}"
+            );
 
             jail.create_file("gymrelay.toml", "[htp]\nlisten = \"x\"\n")?;
             let message = Config::load(Some(Path::new("gymrelay.toml")))

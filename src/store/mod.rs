@@ -18,6 +18,11 @@ use crate::tenant::StudioId;
 
 pub const SEGMENT_SIZE: usize = 1024 * 1024;
 
+/// The largest webhook body `http.max_body_bytes` may allow. sled writes values over a quarter
+/// of a segment to blob files it never syncs; a stored event is its body, at most one Open API
+/// response, and a little bookkeeping.
+pub const MAX_BODY_BYTES: usize = SEGMENT_SIZE / 4 - crate::openapi::MAX_RESPONSE_BYTES - 16 * 1024;
+
 /// Tree names say what maps to what.
 const SEEN: &str = "studio-uuid-seen_at";
 const INBOX: &str = "studio-seq-event";
