@@ -307,21 +307,25 @@ impl Worker {
     /// Delivers consecutive events that need no request to each sink in one go. If a sink
     /// fails, what it did take is recorded and the head goes the one-by-one way, which retries.
     async fn deliver_together(&mut self, mut entries: Vec<InboxEntry>) {
-        let mut results = Vec::with_capacity(entries.len());
+        let mut statuses = Vec::with_capacity(entries.len());
         let mut bodies = Vec::with_capacity(entries.len());
         for entry in &mut entries {
-            let result = match entry.event.enriched.clone() {
+            let computed;
+            let result = match &entry.event.enriched {
                 Some(result) => result,
                 None => match self.enrich(entry).await {
-                    Ok((result, _)) => result,
+                    Ok((result, _)) => {
+                        computed = result;
+                        &computed
+                    }
                     Err(_) => break,
                 },
             };
-            let enriched = entry.event.to_enriched(self.tenant.id.as_str(), &result);
+            let enriched = entry.event.to_enriched(self.tenant.id.as_str(), result);
             let Ok(body) = serde_json::to_vec(&enriched) else {
                 break;
             };
-            results.push(result);
+            statuses.push(result.enrichment.status);
             bodies.push(body);
         }
         // Whatever could not be prepared goes the one-by-one way, which reports why.
@@ -377,8 +381,8 @@ impl Worker {
             return;
         }
         tracing::debug!(studio = %self.tenant.id, events = entries.len(), first = %entries[0].event.id, "delivered together");
-        for (entry, result) in entries.iter().zip(results) {
-            self.record_delivery(entry, Ok(&result.enrichment.status));
+        for (entry, status) in entries.iter().zip(statuses) {
+            self.record_delivery(entry, Ok(&status));
             self.finish(entry).await;
         }
     }
