@@ -134,7 +134,8 @@ pub async fn check(args: &CheckArgs, out: &mut impl Write) -> io::Result<usize> 
 /// Half a TLS configuration is a problem reported by `tls::verify`, not a plain listener.
 fn listener_warnings(http: &HttpConfig) -> Vec<String> {
     let mut warnings = Vec::new();
-    let tls = http.tls_cert.is_some() || http.tls_key.is_some() || http.acme.is_some();
+    // Settings that do not make sense are reported on their own; they are not plain HTTP.
+    let tls = crate::tls::Mode::of(http).map_or(true, |mode| mode.is_tls());
     if !tls && !http.listen.ip().is_loopback() {
         warnings.push(format!(
             "the public listener is plain HTTP on {}; PerfectGym Next only delivers to HTTPS",
