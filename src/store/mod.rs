@@ -3,14 +3,14 @@
 
 mod committer;
 mod counts;
-
-use std::sync::{Arc, Mutex};
+mod seen;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 pub use committer::CommitError;
 use committer::Committer;
 use counts::Counts;
+use seen::{SeenMarks, UuidDigest};
 
 use crate::config::StorageConfig;
 use crate::event::{DeadLetter, QueuedEvent};
@@ -24,7 +24,6 @@ pub const SEGMENT_SIZE: usize = 1024 * 1024;
 pub const MAX_BODY_BYTES: usize = SEGMENT_SIZE / 4 - crate::openapi::MAX_RESPONSE_BYTES - 16 * 1024;
 
 /// Tree names say what maps to what.
-const SEEN: &str = "studio-uuid-seen_at";
 const INBOX: &str = "studio-seq-event";
 /// Same keys as the inbox: an event keeps its key when buried and when replayed.
 const DEAD: &str = "studio-seq-dead_letter";
@@ -76,7 +75,7 @@ impl InboxEntry {
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
-    seen: sled::Tree,
+    seen: SeenMarks,
     inbox: sled::Tree,
     dead: sled::Tree,
     budgets: sled::Tree,
@@ -84,12 +83,7 @@ pub struct Store {
     /// Entries per studio in the inbox and the dead letters, moved by every insert and removal.
     waiting: Counts,
     buried: Counts,
-    /// Serialises intake per uuid (striped by hash), so two copies of one notification arriving
-    /// together cannot both write: the loser sees the winner's mark and writes nothing.
-    intake_locks: Arc<[Mutex<()>; INTAKE_STRIPES]>,
 }
-
-const INTAKE_STRIPES: usize = 64;
 
 /// A dead letter with its id (`<studio>:<sequence>`), as listed by the admin API.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -130,7 +124,7 @@ impl Store {
         let inbox = db.open_tree(INBOX)?;
         let dead = db.open_tree(DEAD)?;
         Ok(Store {
-            seen: db.open_tree(SEEN)?,
+            seen: SeenMarks::open(&db)?,
             waiting: Counts::of(&inbox)?,
             buried: Counts::of(&dead)?,
             inbox,
@@ -138,7 +132,6 @@ impl Store {
             budgets: db.open_tree(BUDGETS)?,
             db,
             committer,
-            intake_locks: Arc::new(std::array::from_fn(|_| Mutex::new(()))),
         })
     }
 
@@ -177,22 +170,15 @@ impl Store {
         events: &[QueuedEvent],
         now_ms: i64,
     ) -> Result<Intake, StoreError> {
-        let seen_key = studio_key(studio, uuid.as_bytes());
+        let digest = UuidDigest::of(studio, uuid);
         let values = events
             .iter()
             .map(|event| serde_json::to_vec(event).map_err(|e| StoreError::Corrupt(e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
-        let stripe = {
-            use std::hash::{Hash, Hasher};
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            seen_key.hash(&mut hasher);
-            hasher.finish() as usize % INTAKE_STRIPES
-        };
-        // Held for a few microseconds of in-memory sled work; never across an await.
-        let _same_uuid = self.intake_locks[stripe]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if self.seen.get(&seen_key)?.is_some() {
+        // Two copies of one notification arriving together cannot both write: the loser waits
+        // here and then finds the winner's mark.
+        let claim = self.seen.claim(digest);
+        if claim.already_seen() {
             return Ok(Intake::Duplicate);
         }
         let mut entries = Vec::with_capacity(values.len());
@@ -214,8 +200,7 @@ impl Store {
                 return Err(e.into());
             }
         }
-        // The stripe lock keeps any other copy of this uuid out until the mark is made.
-        self.seen.insert(&seen_key[..], &now_ms.to_be_bytes()[..])?;
+        claim.mark(now_ms)?;
         Ok(Intake::Accepted)
     }
 
@@ -451,30 +436,7 @@ impl Store {
 
     /// Forgets uuids first seen before `cutoff_ms`; returns how many.
     pub fn prune_seen(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
-        // A scan of the seen marks (their value is when they were made) rather than a time
-        // index: an index would be one more write on every acknowledgement, to save a
-        // background scan once per prune interval.
-        let mut pruned = 0;
-        for item in self.seen.iter() {
-            let (key, at) = item?;
-            let at = at
-                .as_ref()
-                .try_into()
-                .map(i64::from_be_bytes)
-                .unwrap_or(i64::MAX);
-            if at < cutoff_ms {
-                // Only if unchanged since read: the uuid may have been forgotten and seen anew.
-                let removed = self.seen.compare_and_swap(
-                    &key,
-                    Some(&at.to_be_bytes()[..]),
-                    None as Option<&[u8]>,
-                )?;
-                if removed.is_ok() {
-                    pruned += 1;
-                }
-            }
-        }
-        Ok(pruned)
+        Ok(self.seen.prune(cutoff_ms)?)
     }
 
     /// Studios that have events waiting, with their counts (also those without a tenant file).
