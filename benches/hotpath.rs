@@ -42,7 +42,12 @@ fn enqueue(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             store
-                .record_for_bench(&studio, &format!("uuid-{n}"), &events, 0)
+                .record_for_bench(
+                    &studio,
+                    &uuid::Uuid::new_v4().to_string(),
+                    &events,
+                    n as i64,
+                )
                 .expect("recorded")
         })
     });

@@ -135,6 +135,29 @@ fn load(
         .collect()
 }
 
+/// Posts each `(studio, uuid)` again and returns each answer's `status` (or what went wrong).
+fn resend_all(url: &str, sent: &[(String, String)]) -> Vec<String> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build();
+    sent.iter()
+        .map(|(studio, uuid)| {
+            let body = notification(uuid, "CUSTOMER_DELETED", 1, None).to_string();
+            match agent
+                .post(url)
+                .set("x-api-key", &webhook_key(studio))
+                .send_string(&body)
+            {
+                Ok(res) => res
+                    .into_json::<serde_json::Value>()
+                    .map(|v| v["status"].as_str().unwrap_or_default().to_string())
+                    .unwrap_or_else(|e| e.to_string()),
+                Err(e) => e.to_string(),
+            }
+        })
+        .collect()
+}
+
 #[actix_rt::test]
 async fn sigkill_under_load_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
@@ -184,6 +207,21 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
         async move { (missing == 0).then_some(()) }
     })
     .await;
+    // Every acknowledged uuid was marked seen before its acknowledgement, so the marks reloaded
+    // after the kills must refuse a resend of each one.
+    let url = relay.url.clone();
+    let resent = acked.clone();
+    let answers = actix_web::rt::task::spawn_blocking(move || resend_all(&url, &resent))
+        .await
+        .unwrap();
+    let not_duplicate: Vec<_> = answers.iter().filter(|a| *a != "duplicate").collect();
+    assert!(
+        not_duplicate.is_empty(),
+        "{} of {} resends were not refused as duplicates: {:?}",
+        not_duplicate.len(),
+        answers.len(),
+        &not_duplicate[..not_duplicate.len().min(5)]
+    );
     relay.kill();
     let duplicates: usize = lines.values().map(|n| n - 1).sum();
     eprintln!(
