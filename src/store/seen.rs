@@ -102,7 +102,7 @@ impl SeenMarks {
     /// Opens the marks, converts any in the earlier layout, and loads the digests into memory.
     pub(super) fn open(db: &sled::Db) -> sled::Result<SeenMarks> {
         let tree = db.open_tree(MARKS)?;
-        if db.tree_names().iter().any(|n| n == UUID_KEYED_MARKS.as_bytes()) {
+        if has_tree(db, UUID_KEYED_MARKS) {
             convert_uuid_keyed(db, &tree)?;
         }
         let stripes: Arc<[Mutex<DigestSet>; STRIPES]> =
@@ -156,6 +156,10 @@ impl SeenMarks {
     pub(super) fn len(&self) -> usize {
         self.stripes.iter().map(|s| lock(s).len()).sum()
     }
+}
+
+fn has_tree(db: &sled::Db, name: &str) -> bool {
+    db.tree_names().iter().any(|n| n == name.as_bytes())
 }
 
 fn lock(stripe: &Mutex<DigestSet>) -> MutexGuard<'_, DigestSet> {
@@ -216,12 +220,16 @@ mod tests {
         old.insert(b"berlin\0u2", &5_000i64.to_be_bytes()).unwrap();
 
         let marks = SeenMarks::open(&db).unwrap();
-        assert!(!db.tree_names().iter().any(|n| n == UUID_KEYED_MARKS.as_bytes()));
+        assert!(!has_tree(&db, UUID_KEYED_MARKS));
         let berlin = StudioId::parse("berlin").unwrap();
         let hamburg = StudioId::parse("hamburg").unwrap();
         assert!(marks.claim(UuidDigest::of(&berlin, "u1")).already_seen());
         assert!(!marks.claim(UuidDigest::of(&hamburg, "u1")).already_seen());
-        assert_eq!(marks.prune(2_000).unwrap(), 1, "u1 keeps its first-seen time");
+        assert_eq!(
+            marks.prune(2_000).unwrap(),
+            1,
+            "u1 keeps its first-seen time"
+        );
         assert!(!marks.claim(UuidDigest::of(&berlin, "u1")).already_seen());
         assert!(marks.claim(UuidDigest::of(&berlin, "u2")).already_seen());
     }
