@@ -170,8 +170,8 @@ pub struct StorageConfig {
     /// How often expired uuids are pruned.
     #[serde(with = "humantime_serde")]
     pub prune_interval: Duration,
-    /// sled's page cache. sled's memory grows well past this when its data grows, which is why
-    /// delivered events and expired uuids are deleted rather than kept.
+    /// sled's page cache. sled's memory levels off at about three times this. Dedupe lookups
+    /// do not use it (they go to the in-memory digest set), so a small cache costs no intake.
     pub cache_capacity_bytes: u64,
 }
 
@@ -181,7 +181,7 @@ impl Default for StorageConfig {
             path: PathBuf::from("data"),
             retention: Duration::from_secs(7 * 24 * 3600),
             prune_interval: Duration::from_secs(3600),
-            cache_capacity_bytes: 64 * 1024 * 1024,
+            cache_capacity_bytes: 16 * 1024 * 1024,
         }
     }
 }
