@@ -12,6 +12,7 @@ pub mod event;
 pub mod http;
 pub mod metrics;
 pub mod openapi;
+pub mod outbound;
 pub mod ratelimit;
 pub mod redact;
 pub mod registry;

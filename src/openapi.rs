@@ -1,6 +1,7 @@
 //! The studio's Open API: which request answers "what is the current state" for an event, and
 //! a client that makes that request and classifies the answer.
 
+use crate::outbound::Outbound;
 use std::time::Duration;
 
 use awc::http::header::{HeaderValue, RETRY_AFTER};
@@ -193,15 +194,16 @@ pub struct OpenApiClient {
 pub struct BadKey;
 
 impl OpenApiClient {
-    pub fn new(base_url: &str, api_key: &SecretString, timeout: Duration) -> Result<Self, BadKey> {
+    pub fn new(
+        base_url: &str,
+        api_key: &SecretString,
+        timeout: Duration,
+        outbound: &Outbound,
+    ) -> Result<Self, BadKey> {
         let mut api_key = HeaderValue::from_str(api_key.expose_secret()).map_err(|_| BadKey)?;
         api_key.set_sensitive(true);
-        let client = awc::Client::builder()
-            .disable_redirects()
-            .timeout(timeout)
-            .finish();
         Ok(OpenApiClient {
-            client,
+            client: outbound.client(timeout),
             base_url: base_url.to_string(),
             api_key,
         })

@@ -3,6 +3,7 @@
 //! event only once every sink has it. What keeps failing past `dead_letter_after` is moved to
 //! the dead letters; nothing is dropped.
 
+use crate::outbound::Outbound;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -46,6 +47,7 @@ pub struct StudioDeps {
     /// so a ring while the worker is busy costs an atomic operation and is not lost.
     pub wake: Arc<Notify>,
     pub dead_letter_after: Duration,
+    pub outbound: Outbound,
 }
 
 /// A new version of the studio's tenant file: the worker restarts with it. Cancelling the old
@@ -243,13 +245,14 @@ impl Worker {
             &tenant.open_api.base_url,
             &tenant.open_api.api_key,
             tenant.open_api.timeout,
+            &deps.outbound,
         )
         .map_err(|e| e.to_string())?;
         let sinks = tenant
             .sinks
             .iter()
             .zip(tenant.sink_keys())
-            .map(|(s, key)| Sink::new(s).map(|sink| (key, sink)))
+            .map(|(s, key)| Sink::new(s, &deps.outbound).map(|sink| (key, sink)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
         Ok(Worker {

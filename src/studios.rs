@@ -2,6 +2,7 @@
 //! studios whose file (or secrets) changed, retires the removed ones and keeps the last good
 //! version of a broken one.
 
+use crate::outbound::Outbound;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,6 +40,7 @@ pub struct Studios {
     metrics: Arc<Metrics>,
     activity: Arc<Activity>,
     dead_letter_after: Duration,
+    outbound: Outbound,
     /// Reloads are applied one at a time.
     reloading: Mutex<()>,
 }
@@ -62,6 +64,7 @@ impl Studios {
             metrics,
             activity,
             dead_letter_after,
+            outbound: Outbound::default(),
             reloading: Mutex::new(()),
         };
         let report = studios.reload()?;
@@ -175,6 +178,7 @@ impl Studios {
             metrics: self.metrics.clone(),
             status: status.clone(),
             dead_letter_after: self.dead_letter_after,
+            outbound: self.outbound.clone(),
         };
         let i = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
         let t = tenant.clone();

@@ -1,6 +1,7 @@
 //! HTTP sink: POSTs the event signed per Standard Webhooks, so receivers can use any of that
 //! spec's libraries to verify it.
 
+use crate::outbound::Outbound;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use awc::http::header::HeaderValue;
@@ -21,13 +22,14 @@ pub struct HttpSink {
 }
 
 impl HttpSink {
-    pub fn new(url: String, secret: &SecretString, timeout: Duration) -> Result<Self, SinkError> {
-        let client = awc::Client::builder()
-            .disable_redirects()
-            .timeout(timeout)
-            .finish();
+    pub fn new(
+        url: String,
+        secret: &SecretString,
+        timeout: Duration,
+        outbound: &Outbound,
+    ) -> Result<Self, SinkError> {
         Ok(HttpSink {
-            client,
+            client: outbound.client(timeout),
             shown_url: crate::tenant::redact_url(&url),
             url,
             key: signing_key(secret.expose_secret()),

@@ -5,6 +5,7 @@ mod command;
 mod file;
 mod http;
 
+use crate::outbound::Outbound;
 use crate::tenant::SinkSettings;
 
 pub use command::CommandSink;
@@ -23,14 +24,14 @@ pub enum Sink {
 
 impl Sink {
     /// Builds a sink; the http sink's client is made here, so call it on the thread that uses it.
-    pub fn new(settings: &SinkSettings) -> Result<Sink, SinkError> {
+    pub fn new(settings: &SinkSettings, outbound: &Outbound) -> Result<Sink, SinkError> {
         Ok(match settings {
             SinkSettings::File { path } => Sink::File(FileSink::new(path.clone())),
             SinkSettings::Http {
                 url,
                 secret,
                 timeout,
-            } => Sink::Http(HttpSink::new(url.clone(), secret, *timeout)?),
+            } => Sink::Http(HttpSink::new(url.clone(), secret, *timeout, outbound)?),
             SinkSettings::Command { argv, timeout } => {
                 Sink::Command(CommandSink::new(argv.clone(), *timeout))
             }
