@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::simulate::{send_events, OpenApiSim, SendPlan, SimStudio};
+use crate::simulate::{send_events, OpenApiSim, SendPlan, SimOptions, SimStudio};
 use crate::Relay;
 
 /// The two demo studios: id, webhook key, Open API key.
@@ -59,7 +59,12 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         .iter()
         .map(|(id, _, key)| SimStudio::new(*id, *key))
         .collect();
-    let sim = OpenApiSim::start(SocketAddr::from(([127, 0, 0, 1], 0)), sim_studios, None)
+    let options = SimOptions {
+        // Nothing here reads the log, and a demo may be left running.
+        keep_requests: Some(0),
+        ..SimOptions::default()
+    };
+    let sim = OpenApiSim::start_with(SocketAddr::from(([127, 0, 0, 1], 0)), sim_studios, options)
         .await
         .map_err(DemoError::Simulator)?;
     let outputs = write_tenants(&dir, &sim)?;

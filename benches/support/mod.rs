@@ -262,7 +262,12 @@ pub async fn start_sim(n: usize) -> gymrelay::simulate::OpenApiSim {
     let studios = (0..n)
         .map(|i| gymrelay::simulate::SimStudio::new(format!("studio-{i}"), format!("openapi-{i}")))
         .collect();
-    gymrelay::simulate::OpenApiSim::start("127.0.0.1:0".parse().unwrap(), studios, None)
+    // Nothing reads its log here; kept, it would count in the memory the benches report.
+    let options = gymrelay::simulate::SimOptions {
+        keep_requests: Some(0),
+        ..Default::default()
+    };
+    gymrelay::simulate::OpenApiSim::start_with("127.0.0.1:0".parse().unwrap(), studios, options)
         .await
         .expect("simulated Open API")
 }

@@ -145,6 +145,8 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let options = SimOptions {
         vendor_limit: args.vendor_limit,
         limit_window: Duration::from_secs(args.vendor_window.max(1)),
+        // Nothing here reads the log, and the simulator may run for days.
+        keep_requests: Some(0),
         ..SimOptions::default()
     };
     let sim = OpenApiSim::start_with(args.listen, studios, options)

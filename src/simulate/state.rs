@@ -33,7 +33,11 @@ pub(crate) struct SimState {
 }
 
 impl SimState {
-    pub(crate) fn new(studios: Vec<SimStudio>, limit: Option<VendorLimit>) -> Self {
+    pub(crate) fn new(
+        studios: Vec<SimStudio>,
+        limit: Option<VendorLimit>,
+        keep_requests: Option<usize>,
+    ) -> Self {
         let studios = studios
             .into_iter()
             .map(|s| {
@@ -46,7 +50,7 @@ impl SimState {
             .collect();
         Self {
             studios,
-            log: RequestLog::default(),
+            log: RequestLog::new(keep_requests),
             faults: Mutex::new(HashMap::new()),
             limit: limit.map(Mutex::new),
             stopping: watch::Sender::new(false),
