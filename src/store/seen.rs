@@ -8,8 +8,9 @@
 //! rebuilt from sled when the store opens.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest as _, Sha256};
 
@@ -42,36 +43,14 @@ impl UuidDigest {
         UuidDigest(u128::from_be_bytes(first))
     }
 
-    /// Picks the stripe from the high half; the set hashes by the low half, so the entries of
-    /// one stripe still spread over all of its buckets.
     fn stripe(self) -> usize {
         ((self.0 >> 64) as usize) % STRIPES
     }
 }
 
-/// The digest is already uniformly random: hashing it again would only cost time.
-#[derive(Default)]
-struct LowBits(u64);
-
-impl Hasher for LowBits {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 ^= u64::from_le_bytes(word);
-        }
-    }
-
-    fn write_u128(&mut self, value: u128) {
-        self.0 = value as u64;
-    }
-}
-
-type DigestSet = HashSet<UuidDigest, BuildHasherDefault<LowBits>>;
+/// Hashed with a random key (std's default), not by the digest's own bits: a sender choosing
+/// uuids could otherwise pile them into one bucket.
+type DigestSet = HashSet<UuidDigest>;
 
 #[derive(Clone)]
 pub(super) struct SeenMarks {
@@ -99,19 +78,20 @@ impl Claim<'_> {
 }
 
 impl SeenMarks {
-    /// Opens the marks, converts any in the earlier layout, and loads the digests into memory.
+    /// Loads the digests into memory and converts any marks in the earlier layout.
     pub(super) fn open(db: &sled::Db) -> sled::Result<SeenMarks> {
-        let tree = db.open_tree(MARKS)?;
-        if has_tree(db, UUID_KEYED_MARKS) {
-            convert_uuid_keyed(db, &tree)?;
-        }
-        let stripes: Arc<[Mutex<DigestSet>; STRIPES]> =
-            Arc::new(std::array::from_fn(|_| Mutex::new(DigestSet::default())));
-        for key in tree.iter().keys() {
+        let marks = SeenMarks {
+            tree: db.open_tree(MARKS)?,
+            stripes: Arc::new(std::array::from_fn(|_| Mutex::new(DigestSet::default()))),
+        };
+        for key in marks.tree.iter().keys() {
             let digest = digest_of_key(&key?);
-            lock(&stripes[digest.stripe()]).insert(digest);
+            marks.claim(digest).set.insert(digest);
         }
-        Ok(SeenMarks { tree, stripes })
+        if has_tree(db, UUID_KEYED_MARKS) {
+            marks.convert_uuid_keyed(db)?;
+        }
+        Ok(marks)
     }
 
     /// Held for a few microseconds of in-memory sled work; never across an await.
@@ -142,13 +122,56 @@ impl SeenMarks {
                 let digest = digest_of_key(&key);
                 // Under the uuid's lock, so no intake checks it between the two removals. A
                 // digest has one mark at most: a second intake of it is refused as a duplicate.
-                let mut set = lock(&self.stripes[digest.stripe()]);
+                let mut claim = self.claim(digest);
                 if self.tree.remove(&key)?.is_some() {
-                    set.remove(&digest);
+                    claim.set.remove(&digest);
                     pruned += 1;
                 }
             }
+            if pruned > 0 {
+                self.shrink_sparse_stripes();
+            }
         }
+    }
+
+    /// After a large prune (say, once traffic has dropped), gives back the memory of the
+    /// buckets no longer needed; a set never shrinks by itself.
+    fn shrink_sparse_stripes(&self) {
+        for stripe in self.stripes.iter() {
+            let mut set = lock(stripe);
+            if set.len() < set.capacity() / 4 {
+                let keep = set.len() * 2;
+                set.shrink_to(keep);
+            }
+        }
+    }
+
+    /// Rewrites marks of the earlier layout, then drops the old tree. Safe to repeat after a
+    /// crash: a mark rewritten twice has the same key. A uuid that also has a mark in the new
+    /// layout (the old tree came back after a downgrade) keeps that one mark only.
+    fn convert_uuid_keyed(&self, db: &sled::Db) -> sled::Result<()> {
+        let old = db.open_tree(UUID_KEYED_MARKS)?;
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        let mut converted = 0usize;
+        for item in old.iter() {
+            let (studio_uuid, seen_at) = item?;
+            // An unreadable time counts as now: remembered a full retention rather than dropped.
+            let seen_at = <[u8; 8]>::try_from(seen_at.as_ref())
+                .map(i64::from_be_bytes)
+                .unwrap_or(now_ms);
+            let digest = UuidDigest::from_sha256(Sha256::digest(&studio_uuid).as_slice());
+            let claim = self.claim(digest);
+            if !claim.already_seen() {
+                claim.mark(seen_at)?;
+                converted += 1;
+            }
+        }
+        db.drop_tree(UUID_KEYED_MARKS)?;
+        tracing::info!(converted, "seen uuids converted to the time-ordered layout");
+        Ok(())
     }
 
     /// How many uuids are remembered.
@@ -186,27 +209,6 @@ fn digest_of_key(key: &[u8]) -> UuidDigest {
     UuidDigest(u128::from_be_bytes(bytes))
 }
 
-/// Rewrites marks of the earlier layout into `tree`, then drops the old tree. Safe to repeat
-/// after a crash: a mark rewritten twice has the same key.
-fn convert_uuid_keyed(db: &sled::Db, tree: &sled::Tree) -> sled::Result<()> {
-    let old = db.open_tree(UUID_KEYED_MARKS)?;
-    let mut converted = 0usize;
-    for item in old.iter() {
-        let (studio_uuid, seen_at) = item?;
-        let seen_at = seen_at
-            .as_ref()
-            .try_into()
-            .map(i64::from_be_bytes)
-            .unwrap_or_default();
-        let digest = UuidDigest::from_sha256(Sha256::digest(&studio_uuid).as_slice());
-        tree.insert(mark_key(seen_at, digest), &[])?;
-        converted += 1;
-    }
-    db.drop_tree(UUID_KEYED_MARKS)?;
-    tracing::info!(converted, "seen uuids converted to the time-ordered layout");
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +234,32 @@ mod tests {
         );
         assert!(!marks.claim(UuidDigest::of(&berlin, "u1")).already_seen());
         assert!(marks.claim(UuidDigest::of(&berlin, "u2")).already_seen());
+    }
+
+    #[test]
+    fn a_uuid_marked_in_both_layouts_keeps_the_newer_mark_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let berlin = StudioId::parse("berlin").unwrap();
+        {
+            let marks = SeenMarks::open(&db).unwrap();
+            marks
+                .claim(UuidDigest::of(&berlin, "u1"))
+                .mark(9_000)
+                .unwrap();
+        }
+        // As after a downgrade that wrote the earlier layout again, then this version.
+        let old = db.open_tree(UUID_KEYED_MARKS).unwrap();
+        old.insert(b"berlin\0u1", &1_000i64.to_be_bytes()).unwrap();
+
+        let marks = SeenMarks::open(&db).unwrap();
+        assert_eq!(marks.tree.len(), 1);
+        assert_eq!(
+            marks.prune(2_000).unwrap(),
+            0,
+            "the older mark was not added"
+        );
+        assert!(marks.claim(UuidDigest::of(&berlin, "u1")).already_seen());
     }
 
     #[test]
