@@ -1,7 +1,6 @@
 //! The studio's Open API: which request answers "what is the current state" for an event, and
 //! a client that makes that request and classifies the answer.
 
-use crate::outbound::Outbound;
 use std::time::Duration;
 
 use awc::http::header::{HeaderValue, RETRY_AFTER};
@@ -11,6 +10,7 @@ use serde_json::Value;
 
 use crate::backoff::parse_retry_after;
 use crate::event::QueuedEvent;
+use crate::outbound::Outbound;
 
 /// Responses larger than this are refused (a dead letter) rather than stored: the stored event
 /// must stay below the size sled writes to blob files it never syncs (see store::SEGMENT_SIZE).

@@ -3,7 +3,6 @@
 //! event only once every sink has it. What keeps failing past `dead_letter_after` is moved to
 //! the dead letters; nothing is dropped.
 
-use crate::outbound::Outbound;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -17,6 +16,7 @@ use crate::backoff::Backoff;
 use crate::event::{now_millis, DeadLetter, Enrichment, EnrichmentResult, EnrichmentStatus};
 use crate::metrics::Metrics;
 use crate::openapi::{route, route_for, Answer, OpenApiClient, Route, ENDPOINTS};
+use crate::outbound::Outbound;
 use crate::ratelimit::{Budget, BudgetSnapshot, WINDOW};
 use crate::sink::Sink;
 use crate::status::{EndpointUse, StudioState, StudioStatus};

@@ -2,7 +2,6 @@
 //! studios whose file (or secrets) changed, retires the removed ones and keeps the last good
 //! version of a broken one.
 
-use crate::outbound::Outbound;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,6 +14,7 @@ use serde::Serialize;
 
 use crate::activity::Activity;
 use crate::metrics::Metrics;
+use crate::outbound::Outbound;
 use crate::registry::{self, DirError, Registry, StudioHandle};
 use crate::status::StudioStatus;
 use crate::store::Store;

@@ -1,7 +1,6 @@
 //! HTTP sink: POSTs the event signed per Standard Webhooks, so receivers can use any of that
 //! spec's libraries to verify it.
 
-use crate::outbound::Outbound;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use awc::http::header::HeaderValue;
@@ -12,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
 use super::SinkError;
+use crate::outbound::Outbound;
 
 pub struct HttpSink {
     client: awc::Client,
