@@ -116,7 +116,7 @@ impl SeenMarks {
                 .take(1024)
                 .collect::<sled::Result<_>>()?;
             if chunk.is_empty() {
-                return Ok(pruned);
+                break;
             }
             for key in chunk {
                 let digest = digest_of_key(&key);
@@ -128,10 +128,11 @@ impl SeenMarks {
                     pruned += 1;
                 }
             }
-            if pruned > 0 {
-                self.shrink_sparse_stripes();
-            }
         }
+        if pruned > 0 {
+            self.shrink_sparse_stripes();
+        }
+        Ok(pruned)
     }
 
     /// After a large prune (say, once traffic has dropped), gives back the memory of the
@@ -179,6 +180,12 @@ impl SeenMarks {
     pub(super) fn len(&self) -> usize {
         self.stripes.iter().map(|s| lock(s).len()).sum()
     }
+
+    /// How many digests the sets could hold without growing.
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.stripes.iter().map(|s| lock(s).capacity()).sum()
+    }
 }
 
 fn has_tree(db: &sled::Db, name: &str) -> bool {
@@ -213,40 +220,43 @@ fn digest_of_key(key: &[u8]) -> UuidDigest {
 mod tests {
     use super::*;
 
-    #[test]
-    fn marks_in_the_earlier_layout_are_converted_and_still_deduplicate() {
+    fn db() -> (tempfile::TempDir, sled::Db) {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).open().unwrap();
+        (dir, db)
+    }
+
+    fn berlin(uuid: &str) -> UuidDigest {
+        UuidDigest::of(&StudioId::parse("berlin").unwrap(), uuid)
+    }
+
+    #[test]
+    fn marks_in_the_earlier_layout_are_converted_and_still_deduplicate() {
+        let (_dir, db) = db();
         let old = db.open_tree(UUID_KEYED_MARKS).unwrap();
         old.insert(b"berlin\0u1", &1_000i64.to_be_bytes()).unwrap();
         old.insert(b"berlin\0u2", &5_000i64.to_be_bytes()).unwrap();
 
         let marks = SeenMarks::open(&db).unwrap();
         assert!(!has_tree(&db, UUID_KEYED_MARKS));
-        let berlin = StudioId::parse("berlin").unwrap();
         let hamburg = StudioId::parse("hamburg").unwrap();
-        assert!(marks.claim(UuidDigest::of(&berlin, "u1")).already_seen());
+        assert!(marks.claim(berlin("u1")).already_seen());
         assert!(!marks.claim(UuidDigest::of(&hamburg, "u1")).already_seen());
         assert_eq!(
             marks.prune(2_000).unwrap(),
             1,
             "u1 keeps its first-seen time"
         );
-        assert!(!marks.claim(UuidDigest::of(&berlin, "u1")).already_seen());
-        assert!(marks.claim(UuidDigest::of(&berlin, "u2")).already_seen());
+        assert!(!marks.claim(berlin("u1")).already_seen());
+        assert!(marks.claim(berlin("u2")).already_seen());
     }
 
     #[test]
     fn a_uuid_marked_in_both_layouts_keeps_the_newer_mark_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let berlin = StudioId::parse("berlin").unwrap();
+        let (_dir, db) = db();
         {
             let marks = SeenMarks::open(&db).unwrap();
-            marks
-                .claim(UuidDigest::of(&berlin, "u1"))
-                .mark(9_000)
-                .unwrap();
+            marks.claim(berlin("u1")).mark(9_000).unwrap();
         }
         // As after a downgrade that wrote the earlier layout again, then this version.
         let old = db.open_tree(UUID_KEYED_MARKS).unwrap();
@@ -259,27 +269,31 @@ mod tests {
             0,
             "the older mark was not added"
         );
-        assert!(marks.claim(UuidDigest::of(&berlin, "u1")).already_seen());
+        assert!(marks.claim(berlin("u1")).already_seen());
     }
 
     #[test]
     fn marks_are_reloaded_and_pruned_in_time_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let berlin = StudioId::parse("berlin").unwrap();
+        let (_dir, db) = db();
         {
             let marks = SeenMarks::open(&db).unwrap();
             for (i, uuid) in (0..3000).map(|i| (i, format!("u{i}"))) {
-                let claim = marks.claim(UuidDigest::of(&berlin, &uuid));
+                let claim = marks.claim(berlin(&uuid));
                 assert!(!claim.already_seen());
                 claim.mark(i).unwrap();
             }
         }
         let marks = SeenMarks::open(&db).unwrap();
         assert_eq!(marks.len(), 3000);
+        let capacity = marks.capacity();
         assert_eq!(marks.prune(2500).unwrap(), 2500, "more than one chunk");
         assert_eq!(marks.len(), 500);
-        assert!(!marks.claim(UuidDigest::of(&berlin, "u2499")).already_seen());
-        assert!(marks.claim(UuidDigest::of(&berlin, "u2500")).already_seen());
+        assert!(
+            marks.capacity() < capacity / 2,
+            "sets shrink: {} of {capacity}",
+            marks.capacity()
+        );
+        assert!(!marks.claim(berlin("u2499")).already_seen());
+        assert!(marks.claim(berlin("u2500")).already_seen());
     }
 }
