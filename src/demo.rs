@@ -61,7 +61,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         .collect();
     let options = SimOptions {
         // Nothing here reads the log, and a demo may be left running.
-        keep_requests: Some(0),
+        record_requests: false,
         ..SimOptions::default()
     };
     let sim = OpenApiSim::start_with(SocketAddr::from(([127, 0, 0, 1], 0)), sim_studios, options)

@@ -264,7 +264,7 @@ pub async fn start_sim(n: usize) -> gymrelay::simulate::OpenApiSim {
         .collect();
     // Nothing reads its log here; kept, it would count in the memory the benches report.
     let options = gymrelay::simulate::SimOptions {
-        keep_requests: Some(0),
+        record_requests: false,
         ..Default::default()
     };
     gymrelay::simulate::OpenApiSim::start_with("127.0.0.1:0".parse().unwrap(), studios, options)

@@ -146,7 +146,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         vendor_limit: args.vendor_limit,
         limit_window: Duration::from_secs(args.vendor_window.max(1)),
         // Nothing here reads the log, and the simulator may run for days.
-        keep_requests: Some(0),
+        record_requests: false,
         ..SimOptions::default()
     };
     let sim = OpenApiSim::start_with(args.listen, studios, options)

@@ -29,9 +29,9 @@ pub struct SimOptions {
     pub limit_window: Duration,
     /// actix worker threads. Two are plenty for loopback tests; benches may want more.
     pub workers: usize,
-    /// How many of the latest requests [`OpenApiSim::requests`] returns; `None` (the default,
-    /// for tests) keeps every one. A simulator that runs for long should cap it.
-    pub keep_requests: Option<usize>,
+    /// Whether [`OpenApiSim::requests`] keeps every request (the default, for tests). A
+    /// simulator that runs for long and is never asked should not: the log only grows.
+    pub record_requests: bool,
 }
 
 impl Default for SimOptions {
@@ -40,7 +40,7 @@ impl Default for SimOptions {
             vendor_limit: None,
             limit_window: Duration::from_secs(60),
             workers: 2,
-            keep_requests: None,
+            record_requests: true,
         }
     }
 }
@@ -88,7 +88,7 @@ impl OpenApiSim {
         let limit = options
             .vendor_limit
             .map(|n| VendorLimit::new(n, options.limit_window));
-        let state = Arc::new(SimState::new(studios, limit, options.keep_requests));
+        let state = Arc::new(SimState::new(studios, limit, options.record_requests));
 
         let app_state = web::Data::from(Arc::clone(&state));
         let server = HttpServer::new(move || {
@@ -125,7 +125,7 @@ impl OpenApiSim {
         format!("http://{}/{}", self.addr, studio_id)
     }
 
-    /// Every request seen (the latest, if capped by [`SimOptions::keep_requests`]), in arrival order.
+    /// Every request seen, in arrival order (none if [`SimOptions::record_requests`] is off).
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.log.snapshot()
     }

@@ -1,7 +1,6 @@
 //! The simulator's memory of what it was asked, so tests can assert how the relay behaved
 //! (which endpoint, how often, with which key, how fast) rather than only what it produced.
 
-use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
@@ -23,59 +22,51 @@ pub struct RecordedRequest {
     pub at: Instant,
 }
 
-/// The latest requests in arrival order (all of them unless capped). Entries are recorded on
-/// arrival and completed with their status, so a request that never gets an answer still shows
-/// up. A long-running simulator caps it, or it would grow with every request.
+/// Requests in arrival order. Entries are recorded on arrival and completed with their status,
+/// so a request that never gets an answer still shows up. A simulator that nothing asks about
+/// records nothing: the log would grow with every request.
 #[derive(Debug)]
 pub(crate) struct RequestLog {
-    keep: Option<usize>,
-    entries: Mutex<Entries>,
+    record: bool,
+    entries: Mutex<Vec<RecordedRequest>>,
 }
 
-#[derive(Debug, Default)]
-struct Entries {
-    kept: VecDeque<RecordedRequest>,
-    /// How many were let go from the front, so tickets stay valid as numbers of arrival.
-    dropped: usize,
-}
-
-/// Where an arrived request sits in the log (its number of arrival), to fill in its status.
+/// Where an arrived request sits in the log, to fill in its status later.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Ticket(usize);
+pub(crate) struct Ticket(Option<usize>);
 
 impl RequestLog {
-    /// Keeps the latest `keep` requests; `None` keeps every one.
-    pub(crate) fn new(keep: Option<usize>) -> RequestLog {
+    pub(crate) fn new(record: bool) -> RequestLog {
         RequestLog {
-            keep,
+            record,
             entries: Mutex::default(),
         }
     }
 
     pub(crate) fn arrive(&self, request: RecordedRequest) -> Ticket {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let ticket = Ticket(entries.dropped + entries.kept.len());
-        entries.kept.push_back(request);
-        if self.keep.is_some_and(|keep| entries.kept.len() > keep) {
-            entries.kept.pop_front();
-            entries.dropped += 1;
+        if !self.record {
+            return Ticket(None);
         }
-        ticket
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.push(request);
+        Ticket(Some(entries.len() - 1))
     }
 
     pub(crate) fn complete(&self, ticket: Ticket, status: u16) {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(at) = ticket.0.checked_sub(entries.dropped) else {
+        let Some(at) = ticket.0 else {
             return;
         };
-        if let Some(entry) = entries.kept.get_mut(at) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = entries.get_mut(at) {
             entry.status = status;
         }
     }
 
     pub(crate) fn snapshot(&self) -> Vec<RecordedRequest> {
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries.kept.iter().cloned().collect()
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -96,19 +87,23 @@ mod tests {
     }
 
     #[test]
-    fn a_capped_log_keeps_the_latest_and_completes_them_by_arrival() {
-        let log = RequestLog::new(Some(2));
-        let tickets: Vec<Ticket> = ["/a", "/b", "/c"]
+    fn records_and_completes_in_arrival_order_unless_told_not_to() {
+        let log = RequestLog::new(true);
+        let tickets: Vec<Ticket> = ["/a", "/b"]
             .into_iter()
             .map(|p| log.arrive(request(p)))
             .collect();
-        log.complete(tickets[0], 500);
-        log.complete(tickets[2], 200);
+        log.complete(tickets[1], 200);
         let kept: Vec<(String, u16)> = log
             .snapshot()
             .into_iter()
             .map(|r| (r.path, r.status))
             .collect();
-        assert_eq!(kept, [("/b".to_string(), 0), ("/c".to_string(), 200)]);
+        assert_eq!(kept, [("/a".to_string(), 0), ("/b".to_string(), 200)]);
+
+        let silent = RequestLog::new(false);
+        let ticket = silent.arrive(request("/a"));
+        silent.complete(ticket, 200);
+        assert!(silent.snapshot().is_empty());
     }
 }

@@ -36,7 +36,7 @@ impl SimState {
     pub(crate) fn new(
         studios: Vec<SimStudio>,
         limit: Option<VendorLimit>,
-        keep_requests: Option<usize>,
+        record_requests: bool,
     ) -> Self {
         let studios = studios
             .into_iter()
@@ -50,7 +50,7 @@ impl SimState {
             .collect();
         Self {
             studios,
-            log: RequestLog::new(keep_requests),
+            log: RequestLog::new(record_requests),
             faults: Mutex::new(HashMap::new()),
             limit: limit.map(Mutex::new),
             stopping: watch::Sender::new(false),
