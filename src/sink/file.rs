@@ -102,16 +102,10 @@ mod tests {
             .await
             .unwrap();
         sink.deliver(b"{\"id\":\"e\"}").await.unwrap();
-        let content = std::fs::read_to_string(&path).unwrap();
+        // Byte for byte: every delivery also ends its own last line.
         assert_eq!(
-            content.lines().collect::<Vec<_>>(),
-            [
-                r#"{"id":"a"}"#,
-                r#"{"id":"b""#,
-                r#"{"id":"c"}"#,
-                r#"{"id":"d"}"#,
-                r#"{"id":"e"}"#
-            ]
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"id\":\"a\"}\n{\"id\":\"b\"\n{\"id\":\"c\"}\n{\"id\":\"d\"}\n{\"id\":\"e\"}\n"
         );
     }
 }

@@ -629,6 +629,11 @@ mod tests {
             .intake(&a, "u3", &[with_entity("u3", 7)], 0)
             .await
             .unwrap();
+        let in_class = QueuedEvent {
+            content: serde_json::from_str(r#"{"classId": 5}"#).unwrap(),
+            ..with_entity("u5", 7)
+        };
+        store.intake(&a, "u5", &[in_class], 0).await.unwrap();
         let mut done = store.pending(&a, 3).unwrap().remove(2);
         done.event.enriched = Some(crate::event::EnrichmentResult {
             enrichment: crate::event::Enrichment {
@@ -653,7 +658,7 @@ mod tests {
         assert_eq!(
             ids,
             ["u1"],
-            "u2 is another entity, u3 has its answer, u4 came later"
+            "u2 is another entity, u3 has its answer, u5 has a classId, u4 came later"
         );
     }
 
