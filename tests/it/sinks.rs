@@ -15,6 +15,8 @@ struct Receiver {
     fail_next: Mutex<usize>,
     /// Failures start only once this many events were accepted.
     accept_first: Mutex<usize>,
+    /// A file sink of the same studio, and how many lines it held at the first failure.
+    file_at_failure: Mutex<(Option<std::path::PathBuf>, Option<usize>)>,
     accepted: Mutex<Vec<serde_json::Value>>,
     bad_signatures: Mutex<usize>,
 }
@@ -45,6 +47,10 @@ async fn receive(
     let mut fail = state.fail_next.lock().unwrap();
     if *fail > 0 && state.accepted.lock().unwrap().len() >= *state.accept_first.lock().unwrap() {
         *fail -= 1;
+        let mut file = state.file_at_failure.lock().unwrap();
+        if let (Some(path), None) = &*file {
+            file.1 = Some(read_ndjson(path).len());
+        }
         return HttpResponse::InternalServerError().finish();
     }
     let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -144,6 +150,7 @@ async fn a_backlog_reaches_every_sink_once_and_in_order_when_one_fails_midway() 
     let (receiver, studio, server_handle) = receiver_failing_twice().await;
     *receiver.accept_first.lock().unwrap() = 10;
     let app = spawn_app(vec![studio]).await;
+    receiver.file_at_failure.lock().unwrap().0 = Some(app.output("berlin"));
     app.admin_json("POST", "/api/studios/berlin/pause").await;
     let uuids: Vec<String> = (0..40).map(|i| unique(&format!("backlog-{i}"))).collect();
     for uuid in &uuids {
@@ -170,6 +177,12 @@ async fn a_backlog_reaches_every_sink_once_and_in_order_when_one_fails_midway() 
         *receiver.fail_next.lock().unwrap(),
         0,
         "both failures retried"
+    );
+    // Sent as one batch, the file had all 40 before the receiver saw any; one by one, 10.
+    assert_eq!(
+        receiver.file_at_failure.lock().unwrap().1,
+        Some(40),
+        "the backlog went to the file sink as one batch"
     );
     let metrics = app.admin("GET", "/metrics").await.1;
     let count = |result: &str, sink: &str| {
