@@ -298,25 +298,22 @@ mod tests {
     #[test]
     fn errors_name_the_source_and_the_field() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("gymrelay.toml", "[http]\nmax_body_bytes = \"big\"\n")?;
-            let e = Config::load(Some(Path::new("gymrelay.toml"))).unwrap_err();
-            let message = e.to_string();
+            let error_for = |toml: &str| -> figment::error::Result<String> {
+                jail.create_file("gymrelay.toml", toml)?;
+                let e = Config::load(Some(Path::new("gymrelay.toml"))).unwrap_err();
+                Ok(e.to_string())
+            };
+            let message = error_for("[http]\nmax_body_bytes = \"big\"\n")?;
             assert!(message.contains("gymrelay.toml"), "{message}");
             assert!(message.contains("http.max_body_bytes"), "{message}");
 
-            jail.create_file("gymrelay.toml", "[http]\nmax_body_bytes = 262144\n")?;
-            let message = Config::load(Some(Path::new("gymrelay.toml")))
-                .unwrap_err()
-                .to_string();
+            let message = error_for("[http]\nmax_body_bytes = 262144\n")?;
             assert!(
                 message.starts_with("gymrelay.toml: http.max_body_bytes: at most 114688"),
                 "{message}"
             );
 
-            jail.create_file("gymrelay.toml", "[htp]\nlisten = \"x\"\n")?;
-            let message = Config::load(Some(Path::new("gymrelay.toml")))
-                .unwrap_err()
-                .to_string();
+            let message = error_for("[htp]\nlisten = \"x\"\n")?;
             assert!(
                 message.contains("htp"),
                 "unknown sections are refused: {message}"
