@@ -4,13 +4,16 @@
 //! ends in `sync_file_range`, which persists neither the drive's write cache nor the file size.
 //! So a single thread runs `flush()` and then `fdatasync` on the database file, and answers
 //! every ticket that was queued before the flush began. Under load one flush serves many
-//! acknowledgements; when idle a lone request pays one flush.
+//! acknowledgements; when idle a lone request pays one flush. Before the flush it writes the
+//! seen-marks of those requests as one chunk, and after answering them it packs small chunks.
 
 use std::fs::File;
 use std::sync::mpsc;
 use std::thread;
 
 use tokio::sync::oneshot;
+
+use super::seen::SeenMarks;
 
 type Ticket = oneshot::Sender<Result<(), String>>;
 
@@ -25,11 +28,11 @@ pub struct CommitError(pub String);
 
 impl Committer {
     /// Starts the committer thread. It ends when every `Committer` clone is dropped.
-    pub fn start(db: sled::Db, db_file: File) -> std::io::Result<Committer> {
+    pub fn start(db: sled::Db, db_file: File, marks: SeenMarks) -> std::io::Result<Committer> {
         let (tickets, queue) = mpsc::channel::<Ticket>();
         thread::Builder::new()
             .name("gymrelay-commit".into())
-            .spawn(move || run(db, db_file, queue))?;
+            .spawn(move || run(db, db_file, marks, queue))?;
         Ok(Committer { tickets })
     }
 
@@ -46,13 +49,15 @@ impl Committer {
     }
 }
 
-fn run(db: sled::Db, db_file: File, queue: mpsc::Receiver<Ticket>) {
+fn run(db: sled::Db, db_file: File, marks: SeenMarks, queue: mpsc::Receiver<Ticket>) {
     let mut batch = Vec::new();
     while let Ok(first) = queue.recv() {
         batch.push(first);
         batch.extend(queue.try_iter());
-        let result = db
-            .flush()
+        // Every request with a ticket here made its marks before sending the ticket.
+        let result = marks
+            .write_unwritten()
+            .and_then(|_| db.flush())
             .map_err(|e| e.to_string())
             .and_then(|_| db_file.sync_data().map_err(|e| e.to_string()));
         if let Err(e) = &result {
@@ -60,6 +65,9 @@ fn run(db: sled::Db, db_file: File, queue: mpsc::Receiver<Ticket>) {
         }
         for ticket in batch.drain(..) {
             let _ = ticket.send(result.clone());
+        }
+        if let Err(e) = marks.pack_if_due() {
+            tracing::error!(error = %e, "packing seen uuids failed");
         }
     }
 }

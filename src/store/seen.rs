@@ -1,14 +1,15 @@
 //! Which uuids each studio has seen, for deduplication within the retention period.
 //!
-//! sled keeps one mark per uuid, keyed by when it was first seen and then a digest of studio
-//! and uuid. New marks therefore land at one edge of the tree and retention cuts from the other,
-//! so sled's cache holds only those edges. Keyed by uuid instead, every mark landed on a random
-//! page and kept the whole tree hot: sled's memory grew to about five times its cache setting.
-//! Lookups go to an in-memory set of the digests, rebuilt from sled when the store opens. With
-//! sled's share, a remembered uuid costs about 70 bytes of memory.
+//! Lookups go to an in-memory set of digests of studio and uuid, rebuilt from sled when the
+//! store opens. On disk the digests are kept in chunks keyed by the newest first-seen time in
+//! them: the group commit writes the marks of its requests as one chunk, and small chunks are
+//! later packed into chunks of up to [`CHUNK_DIGESTS`]. sled's memory grows with its number of
+//! keys (about 33 bytes per key measured, whatever its cache setting), so one key per uuid cost
+//! more than the digest itself; packed, a remembered uuid costs sled about 5 bytes. New chunks
+//! land at one edge of the tree and retention cuts from the other.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,10 +17,18 @@ use sha2::{Digest as _, Sha256};
 
 use crate::tenant::StudioId;
 
-/// The tree of marks: `first_seen_ms (u64 BE) ++ digest (16 bytes)` -> nothing.
-const MARKS: &str = "seen_at-studio_uuid_digest";
-/// The earlier layout, `studio \0 uuid` -> `seen_at_ms (i64 BE)`, converted when found.
+/// The tree of marks: `newest_first_seen_ms (u64 BE) ++ id (u64 BE)` -> digests, 16 bytes each.
+const CHUNKS: &str = "seen_at-uuid_digests";
+/// Earlier layouts, converted when found: one key per uuid, by time then digest, and before
+/// that `studio \0 uuid` -> `seen_at_ms (i64 BE)`.
+const TIME_KEYED_MARKS: &str = "seen_at-studio_uuid_digest";
 const UUID_KEYED_MARKS: &str = "studio-uuid-seen_at";
+
+/// 64 KiB of digests: well below the quarter segment beyond which sled writes a value to a
+/// blob file it never syncs (see `SEGMENT_SIZE`).
+pub(super) const CHUNK_DIGESTS: usize = 4096;
+const DIGEST_BYTES: usize = 16;
+const _: () = assert!(CHUNK_DIGESTS * DIGEST_BYTES < super::SEGMENT_SIZE / 4);
 
 /// Independent locks, so intake of different uuids rarely waits on another.
 const STRIPES: usize = 64;
@@ -52,15 +61,30 @@ impl UuidDigest {
 /// uuids could otherwise pile them into one bucket.
 type DigestSet = HashSet<UuidDigest>;
 
+/// A mark in memory that the next group commit writes: when its uuid was first seen, and which.
+type Mark = (i64, UuidDigest);
+
 #[derive(Clone)]
 pub(super) struct SeenMarks {
+    db: sled::Db,
     tree: sled::Tree,
     stripes: Arc<[Mutex<DigestSet>; STRIPES]>,
+    unwritten: Arc<Mutex<Vec<Mark>>>,
+    chunks: Arc<Mutex<Chunking>>,
+}
+
+/// Where packing resumes, and how many digests were written in small chunks since it last ran.
+/// Its lock also keeps pruning and packing apart: a pack must not write back a chunk that a
+/// prune has just forgotten.
+#[derive(Default)]
+struct Chunking {
+    pack_from: Vec<u8>,
+    written_since_pack: usize,
 }
 
 /// Exclusive hold on one uuid while it is checked and, if new, queued and marked.
 pub(super) struct Claim<'a> {
-    tree: &'a sled::Tree,
+    marks: &'a SeenMarks,
     digest: UuidDigest,
     set: MutexGuard<'a, DigestSet>,
 }
@@ -70,61 +94,150 @@ impl Claim<'_> {
         self.set.contains(&self.digest)
     }
 
-    pub(super) fn mark(mut self, now_ms: i64) -> sled::Result<()> {
-        self.tree.insert(mark_key(now_ms, self.digest), &[])?;
+    /// Seen from now on; on disk after the next [`SeenMarks::write_unwritten`], which the group
+    /// commit runs before its flush.
+    pub(super) fn mark(mut self, now_ms: i64) {
+        lock(&self.marks.unwritten).push((now_ms, self.digest));
         self.set.insert(self.digest);
-        Ok(())
     }
 }
 
 impl SeenMarks {
-    /// Loads the digests into memory and converts any marks in the earlier layout.
+    /// Loads the digests into memory and converts any marks in the earlier layouts.
     pub(super) fn open(db: &sled::Db) -> sled::Result<SeenMarks> {
         let marks = SeenMarks {
-            tree: db.open_tree(MARKS)?,
+            db: db.clone(),
+            tree: db.open_tree(CHUNKS)?,
             stripes: Arc::new(std::array::from_fn(|_| Mutex::new(DigestSet::default()))),
+            unwritten: Arc::default(),
+            chunks: Arc::default(),
         };
-        for key in marks.tree.iter().keys() {
-            let digest = digest_of_key(&key?);
-            marks.claim(digest).set.insert(digest);
+        for chunk in marks.tree.iter().values() {
+            for digest in digests_of(&chunk?) {
+                marks.claim(digest).set.insert(digest);
+            }
+        }
+        if has_tree(db, TIME_KEYED_MARKS) {
+            marks.convert(db, TIME_KEYED_MARKS, |key, _| {
+                Some((time_of_key(key)?, digest_of(key.get(8..)?)?))
+            })?;
         }
         if has_tree(db, UUID_KEYED_MARKS) {
-            marks.convert_uuid_keyed(db)?;
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or_default();
+            marks.convert(db, UUID_KEYED_MARKS, |studio_uuid, seen_at| {
+                // An unreadable time counts as now: remembered a full retention, not dropped.
+                let seen_at = <[u8; 8]>::try_from(seen_at)
+                    .map(i64::from_be_bytes)
+                    .unwrap_or(now_ms);
+                let digest = UuidDigest::from_sha256(Sha256::digest(studio_uuid).as_slice());
+                Some((seen_at, digest))
+            })?;
         }
         Ok(marks)
     }
 
-    /// Held for a few microseconds of in-memory sled work; never across an await.
+    /// Held for a few microseconds of in-memory work; never across an await.
     pub(super) fn claim(&self, digest: UuidDigest) -> Claim<'_> {
         Claim {
-            tree: &self.tree,
+            marks: self,
             digest,
             set: lock(&self.stripes[digest.stripe()]),
         }
     }
 
-    /// Forgets uuids first seen before `cutoff_ms`; returns how many.
-    pub(super) fn prune(&self, cutoff_ms: i64) -> sled::Result<usize> {
-        let end = time_key(cutoff_ms);
-        let mut pruned = 0;
-        loop {
-            // In chunks, so a large cut does not hold every key in memory at once.
-            let chunk: Vec<sled::IVec> = self
-                .tree
-                .range(..&end[..])
-                .keys()
-                .take(1024)
-                .collect::<sled::Result<_>>()?;
-            if chunk.is_empty() {
-                break;
+    /// Writes the marks made since the last call, as one chunk (or more, if very many). Until
+    /// this is flushed, a crash forgets them; their events, queued before, are then delivered
+    /// again on a resend rather than dropped.
+    pub(super) fn write_unwritten(&self) -> sled::Result<()> {
+        let marks = std::mem::take(&mut *lock(&self.unwritten));
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let written = marks
+            .chunks(CHUNK_DIGESTS)
+            .try_for_each(|chunk| self.write_chunk(chunk));
+        if written.is_err() {
+            // Kept for the next commit: the uuids are already refused as duplicates.
+            lock(&self.unwritten).extend(marks);
+            return written;
+        }
+        lock(&self.chunks).written_since_pack += marks.len();
+        Ok(())
+    }
+
+    fn write_chunk(&self, marks: &[Mark]) -> sled::Result<()> {
+        let newest = marks.iter().map(|(at, _)| *at).max().unwrap_or_default();
+        let mut value = Vec::with_capacity(marks.len() * DIGEST_BYTES);
+        for (_, digest) in marks {
+            value.extend_from_slice(&digest.0.to_be_bytes());
+        }
+        self.tree
+            .insert(chunk_key(newest, self.db.generate_id()?), value)?;
+        Ok(())
+    }
+
+    /// Packs small chunks into chunks of up to [`CHUNK_DIGESTS`], once that many digests have
+    /// been written since the last pass. Each packed chunk takes the key of the newest chunk
+    /// in it, which is rewritten before the older ones are removed: a crash in between leaves
+    /// a digest twice on disk, never none.
+    pub(super) fn pack_if_due(&self) -> sled::Result<()> {
+        // A long prune must not hold up the group commit that runs this; the next one packs.
+        let mut chunking = match self.chunks.try_lock() {
+            Ok(chunking) => chunking,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return Ok(()),
+        };
+        if chunking.written_since_pack < CHUNK_DIGESTS {
+            return Ok(());
+        }
+        let mut group: Vec<(sled::IVec, sled::IVec)> = Vec::new();
+        let mut digests = 0;
+        for item in self.tree.range(&chunking.pack_from[..]..) {
+            let (key, value) = item?;
+            let count = value.len() / DIGEST_BYTES;
+            if digests + count > CHUNK_DIGESTS {
+                self.pack(&group)?;
+                chunking.pack_from = key.to_vec();
+                group.clear();
+                digests = 0;
             }
-            for key in chunk {
-                let digest = digest_of_key(&key);
-                // Under the uuid's lock, so no intake checks it between the two removals. A
-                // digest has one mark at most: a second intake of it is refused as a duplicate.
-                let mut claim = self.claim(digest);
-                if self.tree.remove(&key)?.is_some() {
-                    claim.set.remove(&digest);
+            digests += count;
+            group.push((key, value));
+        }
+        // The newest chunks wait until they fill a whole one.
+        chunking.written_since_pack = digests;
+        Ok(())
+    }
+
+    fn pack(&self, group: &[(sled::IVec, sled::IVec)]) -> sled::Result<()> {
+        let Some(((newest, _), older)) = group.split_last() else {
+            return Ok(());
+        };
+        if older.is_empty() {
+            return Ok(());
+        }
+        let packed: Vec<u8> = group.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+        self.tree.insert(newest, packed)?;
+        for (key, _) in older {
+            self.tree.remove(key)?;
+        }
+        Ok(())
+    }
+
+    /// Forgets uuids first seen before `cutoff_ms` (those of a chunk once its newest is);
+    /// returns how many.
+    pub(super) fn prune(&self, cutoff_ms: i64) -> sled::Result<usize> {
+        let _no_packing = lock(&self.chunks);
+        let end = chunk_key(cutoff_ms, 0);
+        let mut pruned = 0;
+        for item in self.tree.range(..&end[..]) {
+            let (key, chunk) = item?;
+            self.tree.remove(&key)?;
+            for digest in digests_of(&chunk) {
+                if self.claim(digest).set.remove(&digest) {
                     pruned += 1;
                 }
             }
@@ -147,31 +260,35 @@ impl SeenMarks {
         }
     }
 
-    /// Rewrites marks of the earlier layout, then drops the old tree. Safe to repeat after a
-    /// crash: a mark rewritten twice has the same key. A uuid that also has a mark in the new
-    /// layout (the old tree came back after a downgrade) keeps that one mark only.
-    fn convert_uuid_keyed(&self, db: &sled::Db) -> sled::Result<()> {
-        let old = db.open_tree(UUID_KEYED_MARKS)?;
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or_default();
-        let mut converted = 0usize;
+    /// Rewrites the marks of an earlier layout as chunks in time order, then drops its tree.
+    /// Safe to repeat after a crash: a digest already remembered is skipped, so a uuid keeps
+    /// one mark even when an old tree comes back after a downgrade.
+    fn convert(
+        &self,
+        db: &sled::Db,
+        name: &str,
+        read: impl Fn(&[u8], &[u8]) -> Option<Mark>,
+    ) -> sled::Result<()> {
+        let old = db.open_tree(name)?;
+        let mut marks = Vec::new();
         for item in old.iter() {
-            let (studio_uuid, seen_at) = item?;
-            // An unreadable time counts as now: remembered a full retention rather than dropped.
-            let seen_at = <[u8; 8]>::try_from(seen_at.as_ref())
-                .map(i64::from_be_bytes)
-                .unwrap_or(now_ms);
-            let digest = UuidDigest::from_sha256(Sha256::digest(&studio_uuid).as_slice());
-            let claim = self.claim(digest);
-            if !claim.already_seen() {
-                claim.mark(seen_at)?;
-                converted += 1;
+            let (key, value) = item?;
+            if let Some((at, digest)) = read(&key, &value) {
+                if self.claim(digest).set.insert(digest) {
+                    marks.push((at, digest));
+                }
             }
         }
-        db.drop_tree(UUID_KEYED_MARKS)?;
-        tracing::info!(converted, "seen uuids converted to the time-ordered layout");
+        marks.sort_by_key(|(at, _)| *at);
+        for chunk in marks.chunks(CHUNK_DIGESTS) {
+            self.write_chunk(chunk)?;
+        }
+        db.drop_tree(name)?;
+        tracing::info!(
+            converted = marks.len(),
+            layout = name,
+            "seen uuids converted"
+        );
         Ok(())
     }
 
@@ -192,30 +309,31 @@ fn has_tree(db: &sled::Db, name: &str) -> bool {
     db.tree_names().iter().any(|n| n == name.as_bytes())
 }
 
-fn lock(stripe: &Mutex<DigestSet>) -> MutexGuard<'_, DigestSet> {
-    stripe.lock().unwrap_or_else(|e| e.into_inner())
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Times before 1970 cannot occur; clamping keeps the key order equal to time order.
-fn time_key(ms: i64) -> [u8; 8] {
-    (ms.max(0) as u64).to_be_bytes()
-}
-
-fn mark_key(seen_at_ms: i64, digest: UuidDigest) -> [u8; 24] {
-    let mut key = [0; 24];
-    key[..8].copy_from_slice(&time_key(seen_at_ms));
-    key[8..].copy_from_slice(&digest.0.to_be_bytes());
+fn chunk_key(newest_ms: i64, id: u64) -> [u8; 16] {
+    let mut key = [0; 16];
+    key[..8].copy_from_slice(&(newest_ms.max(0) as u64).to_be_bytes());
+    key[8..].copy_from_slice(&id.to_be_bytes());
     key
 }
 
-fn digest_of_key(key: &[u8]) -> UuidDigest {
-    let bytes: [u8; 16] = key
-        .get(8..24)
-        .and_then(|b| b.try_into().ok())
-        .unwrap_or_default();
-    UuidDigest(u128::from_be_bytes(bytes))
+fn time_of_key(key: &[u8]) -> Option<i64> {
+    let time: [u8; 8] = key.get(..8)?.try_into().ok()?;
+    Some(u64::from_be_bytes(time) as i64)
 }
 
+fn digest_of(bytes: &[u8]) -> Option<UuidDigest> {
+    let bytes: [u8; DIGEST_BYTES] = bytes.get(..DIGEST_BYTES)?.try_into().ok()?;
+    Some(UuidDigest(u128::from_be_bytes(bytes)))
+}
+
+fn digests_of(chunk: &[u8]) -> impl Iterator<Item = UuidDigest> + '_ {
+    chunk.chunks_exact(DIGEST_BYTES).filter_map(digest_of)
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,8 +348,18 @@ mod tests {
         UuidDigest::of(&StudioId::parse("berlin").unwrap(), uuid)
     }
 
+    /// Marks `count` new uuids `u<i>` first seen at `i`, each written as its own group commit.
+    fn mark_one_by_one(marks: &SeenMarks, count: i64) {
+        for i in 0..count {
+            let claim = marks.claim(berlin(&format!("u{i}")));
+            assert!(!claim.already_seen());
+            claim.mark(i);
+            marks.write_unwritten().unwrap();
+        }
+    }
+
     #[test]
-    fn marks_in_the_earlier_layout_are_converted_and_still_deduplicate() {
+    fn marks_keyed_by_uuid_are_converted_and_still_deduplicate() {
         let (_dir, db) = db();
         let old = db.open_tree(UUID_KEYED_MARKS).unwrap();
         old.insert(b"berlin\0u1", &1_000i64.to_be_bytes()).unwrap();
@@ -242,13 +370,33 @@ mod tests {
         let hamburg = StudioId::parse("hamburg").unwrap();
         assert!(marks.claim(berlin("u1")).already_seen());
         assert!(!marks.claim(UuidDigest::of(&hamburg, "u1")).already_seen());
-        assert_eq!(
-            marks.prune(2_000).unwrap(),
-            1,
-            "u1 keeps its first-seen time"
+        // Both land in one chunk, remembered until the newer of the two is past retention.
+        assert_eq!(marks.prune(5_000).unwrap(), 0);
+        assert_eq!(marks.prune(5_001).unwrap(), 2);
+        assert!(!marks.claim(berlin("u2")).already_seen());
+    }
+
+    #[test]
+    fn marks_keyed_by_time_are_converted_and_still_deduplicate() {
+        let (_dir, db) = db();
+        let old = db.open_tree(TIME_KEYED_MARKS).unwrap();
+        for (at, uuid) in [(1_000u64, "u1"), (2_000, "u2")] {
+            let mut key = at.to_be_bytes().to_vec();
+            key.extend_from_slice(&berlin(uuid).0.to_be_bytes());
+            old.insert(key, &[]).unwrap();
+        }
+
+        let marks = SeenMarks::open(&db).unwrap();
+        assert!(!has_tree(&db, TIME_KEYED_MARKS));
+        assert_eq!(marks.len(), 2);
+        assert!(marks.claim(berlin("u1")).already_seen());
+        drop(marks);
+        let marks = SeenMarks::open(&db).unwrap();
+        assert!(
+            marks.claim(berlin("u2")).already_seen(),
+            "written, not only loaded"
         );
-        assert!(!marks.claim(berlin("u1")).already_seen());
-        assert!(marks.claim(berlin("u2")).already_seen());
+        assert_eq!(marks.prune(2_001).unwrap(), 2);
     }
 
     #[test]
@@ -256,44 +404,91 @@ mod tests {
         let (_dir, db) = db();
         {
             let marks = SeenMarks::open(&db).unwrap();
-            marks.claim(berlin("u1")).mark(9_000).unwrap();
+            marks.claim(berlin("u1")).mark(9_000);
+            marks.write_unwritten().unwrap();
         }
         // As after a downgrade that wrote the earlier layout again, then this version.
         let old = db.open_tree(UUID_KEYED_MARKS).unwrap();
         old.insert(b"berlin\0u1", &1_000i64.to_be_bytes()).unwrap();
 
         let marks = SeenMarks::open(&db).unwrap();
-        assert_eq!(marks.tree.len(), 1);
-        assert_eq!(
-            marks.prune(2_000).unwrap(),
-            0,
-            "the older mark was not added"
-        );
+        assert_eq!(marks.tree.len(), 1, "the older mark was not added");
+        assert_eq!(marks.prune(2_000).unwrap(), 0);
         assert!(marks.claim(berlin("u1")).already_seen());
     }
 
     #[test]
-    fn marks_are_reloaded_and_pruned_in_time_order() {
+    fn unwritten_marks_are_forgotten_by_a_restart() {
         let (_dir, db) = db();
         {
             let marks = SeenMarks::open(&db).unwrap();
-            for (i, uuid) in (0..3000).map(|i| (i, format!("u{i}"))) {
-                let claim = marks.claim(berlin(&uuid));
-                assert!(!claim.already_seen());
-                claim.mark(i).unwrap();
-            }
+            marks.claim(berlin("written")).mark(1);
+            marks.write_unwritten().unwrap();
+            marks.claim(berlin("unwritten")).mark(2);
+            assert!(marks.claim(berlin("unwritten")).already_seen());
         }
         let marks = SeenMarks::open(&db).unwrap();
-        assert_eq!(marks.len(), 3000);
+        assert!(marks.claim(berlin("written")).already_seen());
+        assert!(!marks.claim(berlin("unwritten")).already_seen());
+    }
+
+    #[test]
+    fn small_chunks_are_packed_and_still_reloaded_and_pruned_in_time_order() {
+        let (_dir, db) = db();
+        let count = 3 * CHUNK_DIGESTS as i64 + 100;
+        {
+            let marks = SeenMarks::open(&db).unwrap();
+            mark_one_by_one(&marks, count);
+            assert_eq!(marks.tree.len(), count as usize);
+            marks.pack_if_due().unwrap();
+            // Three full chunks, and the newest 100 waiting to fill a fourth.
+            assert_eq!(marks.tree.len(), 3 + 100);
+        }
+        let marks = SeenMarks::open(&db).unwrap();
+        assert_eq!(marks.len(), count as usize);
         let capacity = marks.capacity();
-        assert_eq!(marks.prune(2500).unwrap(), 2500, "more than one chunk");
-        assert_eq!(marks.len(), 500);
+        // The first chunk's newest mark is u4095: one millisecond later the chunk goes.
+        assert_eq!(marks.prune(4095).unwrap(), 0);
+        assert_eq!(marks.prune(4096).unwrap(), CHUNK_DIGESTS);
+        assert!(!marks.claim(berlin("u4095")).already_seen());
+        assert!(marks.claim(berlin("u4096")).already_seen());
+        assert_eq!(marks.prune(count).unwrap(), count as usize - CHUNK_DIGESTS);
+        assert_eq!(marks.len(), 0);
         assert!(
             marks.capacity() < capacity / 2,
             "sets shrink: {} of {capacity}",
             marks.capacity()
         );
-        assert!(!marks.claim(berlin("u2499")).already_seen());
-        assert!(marks.claim(berlin("u2500")).already_seen());
+    }
+
+    #[test]
+    fn a_pack_cut_short_leaves_digests_twice_and_counts_them_once() {
+        let (_dir, db) = db();
+        {
+            let marks = SeenMarks::open(&db).unwrap();
+            mark_one_by_one(&marks, 2);
+            // As if a pack rewrote the newer chunk and a crash kept the older one.
+            let (newest, _) = marks.tree.last().unwrap().unwrap();
+            let both = [berlin("u0").0.to_be_bytes(), berlin("u1").0.to_be_bytes()].concat();
+            marks.tree.insert(newest, both).unwrap();
+        }
+        let marks = SeenMarks::open(&db).unwrap();
+        assert_eq!(marks.len(), 2);
+        assert_eq!(marks.prune(10).unwrap(), 2);
+        assert_eq!(marks.tree.len(), 0);
+    }
+
+    #[test]
+    fn many_marks_in_one_commit_stay_below_sleds_blob_size() {
+        let (_dir, db) = db();
+        let marks = SeenMarks::open(&db).unwrap();
+        for i in 0..2 * CHUNK_DIGESTS + 1 {
+            marks.claim(berlin(&format!("u{i}"))).mark(1);
+        }
+        marks.write_unwritten().unwrap();
+        assert_eq!(marks.tree.len(), 3);
+        for chunk in marks.tree.iter().values() {
+            assert!(chunk.unwrap().len() <= CHUNK_DIGESTS * DIGEST_BYTES);
+        }
     }
 }
