@@ -5,8 +5,8 @@
 //! them: the group commit writes the marks of its requests as one chunk, and small chunks are
 //! later packed into chunks of up to [`CHUNK_DIGESTS`]. sled's memory grows with its number of
 //! keys (about 33 bytes per key measured, whatever its cache setting), so one key per uuid cost
-//! more than the digest itself; packed, a remembered uuid costs sled about 5 bytes. New chunks
-//! land at one edge of the tree and retention cuts from the other.
+//! more than the digest itself; packed, 2 million digests kept sled within its cache. New
+//! chunks land at one edge of the tree and retention cuts from the other.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
@@ -24,11 +24,13 @@ const CHUNKS: &str = "seen_at-uuid_digests";
 const TIME_KEYED_MARKS: &str = "seen_at-studio_uuid_digest";
 const UUID_KEYED_MARKS: &str = "studio-uuid-seen_at";
 
-/// 64 KiB of digests: well below the quarter segment beyond which sled writes a value to a
-/// blob file it never syncs (see `SEGMENT_SIZE`).
-pub(super) const CHUNK_DIGESTS: usize = 4096;
+/// 8 KiB of digests. sled rewrites a whole leaf (up to 16 keys) from time to time, and writes
+/// anything over a quarter segment to a blob file it never syncs (see `SEGMENT_SIZE`): a leaf
+/// of full chunks stays at half that. Past a few hundred digests a chunk saves no more memory.
+pub(super) const CHUNK_DIGESTS: usize = 512;
 const DIGEST_BYTES: usize = 16;
-const _: () = assert!(CHUNK_DIGESTS * DIGEST_BYTES < super::SEGMENT_SIZE / 4);
+const LEAF_KEYS: usize = 16;
+const _: () = assert!(LEAF_KEYS * CHUNK_DIGESTS * DIGEST_BYTES <= super::SEGMENT_SIZE / 8);
 
 /// Independent locks, so intake of different uuids rarely waits on another.
 const STRIPES: usize = 64;
@@ -447,11 +449,17 @@ mod tests {
         let marks = SeenMarks::open(&db).unwrap();
         assert_eq!(marks.len(), count as usize);
         let capacity = marks.capacity();
-        // The first chunk's newest mark is u4095: one millisecond later the chunk goes.
-        assert_eq!(marks.prune(4095).unwrap(), 0);
-        assert_eq!(marks.prune(4096).unwrap(), CHUNK_DIGESTS);
-        assert!(!marks.claim(berlin("u4095")).already_seen());
-        assert!(marks.claim(berlin("u4096")).already_seen());
+        // The first chunk's newest mark is first seen at CHUNK_DIGESTS - 1: one millisecond
+        // later the chunk goes.
+        let first_full = CHUNK_DIGESTS as i64;
+        assert_eq!(marks.prune(first_full - 1).unwrap(), 0);
+        assert_eq!(marks.prune(first_full).unwrap(), CHUNK_DIGESTS);
+        assert!(!marks
+            .claim(berlin(&format!("u{}", first_full - 1)))
+            .already_seen());
+        assert!(marks
+            .claim(berlin(&format!("u{first_full}")))
+            .already_seen());
         assert_eq!(marks.prune(count).unwrap(), count as usize - CHUNK_DIGESTS);
         assert_eq!(marks.len(), 0);
         assert!(
