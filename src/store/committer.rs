@@ -2,10 +2,11 @@
 //!
 //! sled 0.34.7's `flush_async` deadlocks with a handful of concurrent callers, and its `flush`
 //! ends in `sync_file_range`, which persists neither the drive's write cache nor the file size.
-//! So a single thread runs `flush()` and then `fdatasync` on the database file, and answers
-//! every ticket that was queued before the flush began. Under load one flush serves many
-//! acknowledgements; when idle a lone request pays one flush. Before the flush it writes the
-//! seen-marks of those requests as one chunk, and after answering them it packs small chunks.
+//! So a single thread runs `flush()`, syncs any blob files sled wrote (see `blobs`), runs
+//! `fdatasync` on the database file, and answers every ticket that was queued before the flush
+//! began. Under load one flush serves many acknowledgements; when idle a lone request pays one
+//! flush. Before the flush it writes the seen-marks of those requests as one chunk, and after
+//! answering them it packs small chunks.
 
 use std::fs::File;
 use std::sync::mpsc;
@@ -13,6 +14,7 @@ use std::thread;
 
 use tokio::sync::oneshot;
 
+use super::blobs::BlobFiles;
 use super::seen::SeenMarks;
 
 type Ticket = oneshot::Sender<Result<(), String>>;
@@ -28,11 +30,16 @@ pub struct CommitError(pub String);
 
 impl Committer {
     /// Starts the committer thread. It ends when every `Committer` clone is dropped.
-    pub fn start(db: sled::Db, db_file: File, marks: SeenMarks) -> std::io::Result<Committer> {
+    pub fn start(
+        db: sled::Db,
+        db_file: File,
+        blobs: BlobFiles,
+        marks: SeenMarks,
+    ) -> std::io::Result<Committer> {
         let (tickets, queue) = mpsc::channel::<Ticket>();
         thread::Builder::new()
             .name("gymrelay-commit".into())
-            .spawn(move || run(db, db_file, marks, queue))?;
+            .spawn(move || run(db, db_file, blobs, marks, queue))?;
         Ok(Committer { tickets })
     }
 
@@ -49,7 +56,13 @@ impl Committer {
     }
 }
 
-fn run(db: sled::Db, db_file: File, marks: SeenMarks, queue: mpsc::Receiver<Ticket>) {
+fn run(
+    db: sled::Db,
+    db_file: File,
+    mut blobs: BlobFiles,
+    marks: SeenMarks,
+    queue: mpsc::Receiver<Ticket>,
+) {
     let mut batch = Vec::new();
     while let Ok(first) = queue.recv() {
         batch.push(first);
@@ -59,6 +72,7 @@ fn run(db: sled::Db, db_file: File, marks: SeenMarks, queue: mpsc::Receiver<Tick
             .write_unwritten()
             .and_then(|_| db.flush())
             .map_err(|e| e.to_string())
+            .and_then(|_| blobs.sync_new().map_err(|e| format!("blob files: {e}")))
             .and_then(|_| db_file.sync_data().map_err(|e| e.to_string()));
         if let Err(e) = &result {
             tracing::error!(error = %e, "storage flush failed");

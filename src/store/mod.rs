@@ -1,12 +1,14 @@
 //! Everything on disk: which uuids each studio has seen, and each studio's inbox of events
 //! waiting for enrichment and delivery. Callers never see sled.
 
+mod blobs;
 mod committer;
 mod counts;
 mod seen;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
+use blobs::BlobFiles;
 pub use committer::CommitError;
 use committer::Committer;
 use counts::Counts;
@@ -120,7 +122,8 @@ impl Store {
             .and_then(|dir| dir.sync_all())
             .map_err(|e| open_error(format!("sync directory: {e}")))?;
         let seen = SeenMarks::open(&db)?;
-        let committer = Committer::start(db.clone(), db_file, seen.clone())
+        let blobs = BlobFiles::of_store(&config.path);
+        let committer = Committer::start(db.clone(), db_file, blobs, seen.clone())
             .map_err(|e| open_error(e.to_string()))?;
         let inbox = db.open_tree(INBOX)?;
         let dead = db.open_tree(DEAD)?;
@@ -682,5 +685,32 @@ mod tests {
         let store = reopen(dir.path());
         let entry = store.pending(&a, 1).unwrap().remove(0);
         assert_eq!(entry.event.delivered_to, ["file:x"]);
+    }
+
+    #[actix_rt::test]
+    async fn large_events_that_sled_writes_to_blob_files_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let studio = StudioId::parse("a").unwrap();
+        let mut large = serde_json::Map::new();
+        large.insert("note".into(), "x".repeat(40 * 1024).into());
+        {
+            let store = store(dir.path());
+            for i in 0..20 {
+                let uuid = format!("u{i}");
+                let mut queued = event(&uuid);
+                queued.content = Some(large.clone());
+                let intake = store.intake(&studio, &uuid, &[queued], 1_000).await;
+                assert_eq!(intake.unwrap(), Intake::Accepted);
+            }
+        }
+        // A leaf of 16 such events is over a quarter segment: this is the path the group
+        // commit syncs.
+        let blobs = std::fs::read_dir(dir.path().join("data/blobs")).unwrap();
+        assert!(
+            blobs.count() > 0,
+            "no blob files: the test no longer covers them"
+        );
+        let store = reopen(dir.path());
+        assert_eq!(store.pending(&studio, 100).unwrap().len(), 20);
     }
 }
