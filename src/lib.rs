@@ -2,6 +2,7 @@
 //! each event from the studio's Open API within its rate limit and hands it to the partner's sinks.
 
 pub mod activity;
+mod allocator;
 pub mod app;
 pub mod backoff;
 pub mod check;

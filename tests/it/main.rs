@@ -2,6 +2,7 @@
 
 mod acme;
 mod admin;
+mod allocator;
 mod browser;
 mod budget;
 mod check;
