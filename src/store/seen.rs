@@ -9,6 +9,7 @@
 //! chunks land at one edge of the tree and retention cuts from the other.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -72,16 +73,17 @@ pub(super) struct SeenMarks {
     tree: sled::Tree,
     stripes: Arc<[Mutex<DigestSet>; STRIPES]>,
     unwritten: Arc<Mutex<Vec<Mark>>>,
+    /// Digests written in small chunks since packing last ran. Not under `chunks`' lock, which
+    /// a prune holds for its whole run: the group commit adds to this and must not wait.
+    written_since_pack: Arc<AtomicUsize>,
     chunks: Arc<Mutex<Chunking>>,
 }
 
-/// Where packing resumes, and how many digests were written in small chunks since it last ran.
-/// Its lock also keeps pruning and packing apart: a pack must not write back a chunk that a
-/// prune has just forgotten.
+/// Where packing resumes. Its lock also keeps pruning and packing apart: a pack must not write
+/// back a chunk that a prune has just forgotten.
 #[derive(Default)]
 struct Chunking {
     pack_from: Vec<u8>,
-    written_since_pack: usize,
 }
 
 /// Exclusive hold on one uuid while it is checked and, if new, queued and marked.
@@ -112,6 +114,7 @@ impl SeenMarks {
             tree: db.open_tree(CHUNKS)?,
             stripes: Arc::new(std::array::from_fn(|_| Mutex::new(DigestSet::default()))),
             unwritten: Arc::default(),
+            written_since_pack: Arc::default(),
             chunks: Arc::default(),
         };
         for chunk in marks.tree.iter().values() {
@@ -166,7 +169,8 @@ impl SeenMarks {
             lock(&self.unwritten).extend(marks);
             return written;
         }
-        lock(&self.chunks).written_since_pack += marks.len();
+        self.written_since_pack
+            .fetch_add(marks.len(), Ordering::Relaxed);
         Ok(())
     }
 
@@ -187,14 +191,14 @@ impl SeenMarks {
     /// a digest twice on disk, never none.
     pub(super) fn pack_if_due(&self) -> sled::Result<()> {
         // A long prune must not hold up the group commit that runs this; the next one packs.
+        if self.written_since_pack.load(Ordering::Relaxed) < CHUNK_DIGESTS {
+            return Ok(());
+        }
         let mut chunking = match self.chunks.try_lock() {
             Ok(chunking) => chunking,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(TryLockError::WouldBlock) => return Ok(()),
         };
-        if chunking.written_since_pack < CHUNK_DIGESTS {
-            return Ok(());
-        }
         let mut group: Vec<(sled::IVec, sled::IVec)> = Vec::new();
         let mut digests = 0;
         for item in self.tree.range(&chunking.pack_from[..]..) {
@@ -210,7 +214,7 @@ impl SeenMarks {
             group.push((key, value));
         }
         // The newest chunks wait until they fill a whole one.
-        chunking.written_since_pack = digests;
+        self.written_since_pack.store(digests, Ordering::Relaxed);
         Ok(())
     }
 
