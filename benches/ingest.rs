@@ -1,7 +1,7 @@
 //! `cargo bench --bench ingest`: the durable relay against a ceiling server (same route, key
 //! lookup and validation, no storage) under the same keep-alive load, side by side in one run.
 //!
-//! GYMRELAY_BENCH_SECS sets each phase's length (default 10; the memory goal is for 60).
+//! GYMRELAY_BENCH_SECS sets each phase's length (default 10; the memory goal is for a 60 s flood).
 
 mod support;
 

@@ -101,11 +101,18 @@ fn main() {
         *second_half.iter().min().unwrap_or(&0) as f64 / 1024.0,
         *second_half.iter().max().unwrap_or(&0) as f64 / 1024.0,
     );
+    let mean = second_half.iter().sum::<u64>() as f64 / second_half.len().max(1) as f64 / 1024.0;
+    let (middle, end) = (at(0.5), at(1.0));
     println!(
-        "RSS MiB: start {:.1}, middle {:.1}, end {:.1}; second half {lo:.1}..{hi:.1} ({:+.1} %)",
+        "RSS MiB: start {:.1}, middle {middle:.1}, end {end:.1}; second half {lo:.1}..{hi:.1} ({:+.1} % max over min)",
         at(0.0),
-        at(0.5),
-        at(1.0),
         100.0 * (hi - lo) / lo.max(1.0)
+    );
+    // Two more readings of "flat": samples against their mean, and the end against the middle.
+    println!(
+        "second half against its mean {mean:.1} MiB: {:+.1} % .. {:+.1} %; end against middle {:+.1} %",
+        100.0 * (lo - mean) / mean.max(1.0),
+        100.0 * (hi - mean) / mean.max(1.0),
+        100.0 * (end - middle) / middle.max(1.0)
     );
 }
