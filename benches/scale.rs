@@ -108,6 +108,16 @@ fn main() {
         at(0.0),
         100.0 * (hi - lo) / lo.max(1.0)
     );
+    let allocated = &report.allocated_samples_kib;
+    let allocated_at = |fraction: f64| {
+        allocated[((allocated.len() - 1) as f64 * fraction) as usize] as f64 / 1024.0
+    };
+    println!(
+        "allocated (live heap) MiB: start {:.1}, middle {:.1}, end {:.1}",
+        allocated_at(0.0),
+        allocated_at(0.5),
+        allocated_at(1.0)
+    );
     // Two more readings of "flat": samples against their mean, and the end against the middle.
     println!(
         "second half against its mean {mean:.1} MiB: {:+.1} % .. {:+.1} %; end against middle {:+.1} %",

@@ -26,6 +26,9 @@ pub struct LoadReport {
     pub peak_rss_mib: f64,
     /// Resident memory every 100 ms during the run, KiB.
     pub rss_samples_kib: Vec<u64>,
+    /// At the same moments, what jemalloc had handed out to the program, KiB: RSS that grows
+    /// while this does not is memory the allocator holds, not the program.
+    pub allocated_samples_kib: Vec<u64>,
 }
 
 impl LoadReport {
@@ -70,7 +73,7 @@ where
             let mut samples = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let rss = rss_kib();
-                samples.push(rss);
+                samples.push((rss, allocated_kib()));
                 peak.fetch_max(rss, Ordering::Relaxed);
                 thread::sleep(Duration::from_millis(100));
             }
@@ -134,7 +137,8 @@ where
         latencies_us.add(l).expect("same bounds");
         failed += f;
     }
-    let rss_samples_kib = sampler.join().unwrap_or_default();
+    let (rss_samples_kib, allocated_samples_kib) =
+        sampler.join().unwrap_or_default().into_iter().unzip();
     LoadReport {
         ok: latencies_us.len(),
         failed,
@@ -142,6 +146,7 @@ where
         latencies_us,
         peak_rss_mib: peak.load(Ordering::Relaxed) as f64 / 1024.0,
         rss_samples_kib,
+        allocated_samples_kib,
     }
 }
 
@@ -213,6 +218,12 @@ pub fn rss_kib() -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// Bytes jemalloc has handed out and not had back, KiB.
+pub fn allocated_kib() -> u64 {
+    let _ = tikv_jemalloc_ctl::epoch::advance();
+    tikv_jemalloc_ctl::stats::allocated::read().unwrap_or(0) as u64 / 1024
 }
 
 /// Bytes under `dir`.
