@@ -299,6 +299,13 @@ pub fn config_in(dir: &Path) -> gymrelay::Config {
     // The benches measure throughput; the per-key abuse limit would be what they measured.
     config.http.studio_requests_per_second = 1_000_000;
     config.http.studio_burst = 1_000_000;
+    // GYMRELAY_BENCH_CACHE_MIB compares sled cache sizes without a config file.
+    if let Some(mib) = std::env::var("GYMRELAY_BENCH_CACHE_MIB")
+        .ok()
+        .and_then(|m| m.parse::<u64>().ok())
+    {
+        config.storage.cache_capacity_bytes = mib << 20;
+    }
     config
 }
 
