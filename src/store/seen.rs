@@ -117,11 +117,20 @@ impl SeenMarks {
             written_since_pack: Arc::default(),
             chunks: Arc::default(),
         };
-        for chunk in marks.tree.iter().values() {
-            for digest in digests_of(&chunk?) {
+        let mut last_half_full = Vec::new();
+        for item in marks.tree.iter() {
+            let (key, chunk) = item?;
+            for digest in digests_of(&chunk) {
                 marks.claim(digest).set.insert(digest);
             }
+            if chunk.len() >= CHUNK_DIGESTS / 2 * DIGEST_BYTES {
+                last_half_full = key.to_vec();
+            }
         }
+        // Packing resumes at the newest chunk already packed, not at the start: on the commit
+        // thread, re-reading a week of chunks after every restart would hold up
+        // acknowledgements.
+        lock(&marks.chunks).pack_from = last_half_full;
         if has_tree(db, TIME_KEYED_MARKS) {
             marks.convert(db, TIME_KEYED_MARKS, |key, _| {
                 Some((time_of_key(key)?, digest_of(key.get(8..)?)?))
@@ -452,6 +461,12 @@ mod tests {
         }
         let marks = SeenMarks::open(&db).unwrap();
         assert_eq!(marks.len(), count as usize);
+        let (third_full, _) = marks.tree.iter().nth(2).unwrap().unwrap();
+        assert_eq!(
+            lock(&marks.chunks).pack_from,
+            third_full.to_vec(),
+            "packing resumes at the newest full chunk"
+        );
         let capacity = marks.capacity();
         // The first chunk's newest mark is first seen at CHUNK_DIGESTS - 1: one millisecond
         // later the chunk goes.
