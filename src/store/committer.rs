@@ -6,11 +6,13 @@
 //! `fdatasync` on the database file, and answers every ticket that was queued before the flush
 //! began. Under load one flush serves many acknowledgements; when idle a lone request pays one
 //! flush. Before the flush it writes the seen-marks of those requests as one chunk, and after
-//! answering them it packs small chunks.
+//! answering them it packs small chunks. When idle it still syncs blob files written outside
+//! any commit. After a failed sync it acknowledges nothing more until restarted.
 
 use std::fs::File;
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -56,6 +58,11 @@ impl Committer {
     }
 }
 
+/// How often an idle committer looks for blob files written outside any commit: delivering
+/// events rewrites inbox leaves, and sled may write such a leaf as a new blob and delete the
+/// old one, with no request waiting to make that durable.
+const IDLE_BLOB_CHECK: Duration = Duration::from_millis(200);
+
 fn run(
     db: sled::Db,
     db_file: File,
@@ -64,24 +71,67 @@ fn run(
     queue: mpsc::Receiver<Ticket>,
 ) {
     let mut batch = Vec::new();
-    while let Ok(first) = queue.recv() {
+    // After a failed sync Linux may drop the pages it could not write and mark them clean, so
+    // a later sync can succeed without them. Nothing is acknowledged after the first failure;
+    // a restart reads back what is really on disk.
+    let mut failed: Option<String> = None;
+    loop {
+        let first = match queue.recv_timeout(IDLE_BLOB_CHECK) {
+            Ok(first) => first,
+            Err(RecvTimeoutError::Timeout) => {
+                if failed.is_none() {
+                    if let Err(e) = sync_idle_blobs(&mut blobs, &db_file) {
+                        tracing::error!(error = %e, "storage sync failed; restart the relay");
+                        failed = Some(e);
+                    }
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         batch.push(first);
         batch.extend(queue.try_iter());
-        // Every request with a ticket here made its marks before sending the ticket.
-        let result = marks
-            .write_unwritten()
-            .and_then(|_| db.flush())
-            .map_err(|e| e.to_string())
-            .and_then(|_| blobs.sync_new().map_err(|e| format!("blob files: {e}")))
-            .and_then(|_| db_file.sync_data().map_err(|e| e.to_string()));
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "storage flush failed");
+        let result = match &failed {
+            Some(earlier) => Err(format!(
+                "an earlier sync failed ({earlier}); restart the relay"
+            )),
+            None => commit(&db, &db_file, &mut blobs, &marks),
+        };
+        if let (Err(e), None) = (&result, &failed) {
+            tracing::error!(error = %e, "storage flush failed; restart the relay");
+            failed = Some(e.clone());
         }
         for ticket in batch.drain(..) {
             let _ = ticket.send(result.clone());
         }
-        if let Err(e) = marks.pack_if_due() {
-            tracing::error!(error = %e, "packing seen uuids failed");
+        if failed.is_none() {
+            if let Err(e) = marks.pack_if_due() {
+                tracing::error!(error = %e, "packing seen uuids failed");
+            }
         }
     }
+}
+
+/// Makes durable everything written before it began. Every request with a ticket in this
+/// commit made its marks before sending the ticket.
+fn commit(
+    db: &sled::Db,
+    db_file: &File,
+    blobs: &mut BlobFiles,
+    marks: &SeenMarks,
+) -> Result<(), String> {
+    marks
+        .write_unwritten()
+        .and_then(|_| db.flush())
+        .map_err(|e| e.to_string())?;
+    blobs.sync_new().map_err(|e| format!("blob files: {e}"))?;
+    db_file.sync_data().map_err(|e| e.to_string())
+}
+
+/// Syncs blob files that appeared since the last commit, and the log that points at them.
+fn sync_idle_blobs(blobs: &mut BlobFiles, db_file: &File) -> Result<(), String> {
+    if blobs.sync_new().map_err(|e| format!("blob files: {e}"))? > 0 {
+        db_file.sync_data().map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
