@@ -3,7 +3,9 @@
 //! Lookups go to an in-memory set of digests of studio and uuid, rebuilt from sled when the
 //! store opens. On disk the digests are kept in chunks keyed by the newest first-seen time in
 //! them: the group commit writes the marks of its requests as one chunk, and small chunks are
-//! later packed into chunks of up to [`CHUNK_DIGESTS`]. sled's memory grows with its number of
+//! later moved, packed into chunks of up to [`CHUNK_DIGESTS`], to a tree of their own. Packed
+//! in place, they sat in leaves that every later pack rewrote (sled merges emptied leaves into
+//! their neighbours): that tripled the disk written per event. sled's memory grows with its number of
 //! keys (about 33 bytes per key measured, whatever its cache setting), so one key per uuid cost
 //! more than the digest itself; packed, 2 million digests kept sled within its cache. New
 //! chunks land at one edge of the tree and retention cuts from the other.
@@ -18,8 +20,11 @@ use sha2::{Digest as _, Sha256};
 
 use crate::tenant::StudioId;
 
-/// The tree of marks: `newest_first_seen_ms (u64 BE) ++ id (u64 BE)` -> digests, 16 bytes each.
+/// Chunks as the group commit writes them: `newest_first_seen_ms (u64 BE) ++ id (u64 BE)` ->
+/// digests, 16 bytes each.
 const CHUNKS: &str = "seen_at-uuid_digests";
+/// Packed chunks, same layout; only appended to, and cut from the old end.
+const PACKED_CHUNKS: &str = "seen_at-uuid_digests_packed";
 /// Earlier layouts, converted when found: one key per uuid, by time then digest, and before
 /// that `studio \0 uuid` -> `seen_at_ms (i64 BE)`.
 const TIME_KEYED_MARKS: &str = "seen_at-studio_uuid_digest";
@@ -71,19 +76,17 @@ type Mark = (i64, UuidDigest);
 pub(super) struct SeenMarks {
     db: sled::Db,
     tree: sled::Tree,
+    packed: sled::Tree,
     stripes: Arc<[Mutex<DigestSet>; STRIPES]>,
     unwritten: Arc<Mutex<Vec<Mark>>>,
-    /// Digests written in small chunks since packing last ran. Not under `chunks`' lock, which
+    /// Digests written in small chunks since packing last ran. Not under `pack_from`, which
     /// a prune holds for its whole run: the group commit adds to this and must not wait.
     written_since_pack: Arc<AtomicUsize>,
-    chunks: Arc<Mutex<Chunking>>,
-}
-
-/// Where packing resumes. Its lock also keeps pruning and packing apart: a pack must not write
-/// back a chunk that a prune has just forgotten.
-#[derive(Default)]
-struct Chunking {
-    pack_from: Vec<u8>,
+    /// Where the next pack starts: sled leaves emptied leaves behind for a while, and walking
+    /// them from the start of the tree on every pass grew with the tree's history. Its lock
+    /// also keeps pruning and packing apart: a pack must not write back a chunk that a prune
+    /// has just forgotten.
+    pack_from: Arc<Mutex<Vec<u8>>>,
 }
 
 /// Exclusive hold on one uuid while it is checked and, if new, queued and marked.
@@ -112,25 +115,25 @@ impl SeenMarks {
         let marks = SeenMarks {
             db: db.clone(),
             tree: db.open_tree(CHUNKS)?,
+            packed: db.open_tree(PACKED_CHUNKS)?,
             stripes: Arc::new(std::array::from_fn(|_| Mutex::new(DigestSet::default()))),
             unwritten: Arc::default(),
             written_since_pack: Arc::default(),
-            chunks: Arc::default(),
+            pack_from: Arc::default(),
         };
-        let mut last_half_full = Vec::new();
-        for item in marks.tree.iter() {
-            let (key, chunk) = item?;
-            for digest in digests_of(&chunk) {
-                marks.claim(digest).set.insert(digest);
-            }
-            if chunk.len() >= CHUNK_DIGESTS / 2 * DIGEST_BYTES {
-                last_half_full = key.to_vec();
+        for (tree, unpacked) in [(&marks.packed, false), (&marks.tree, true)] {
+            for chunk in tree.iter().values() {
+                let chunk = chunk?;
+                for digest in digests_of(&chunk) {
+                    marks.claim(digest).set.insert(digest);
+                }
+                if unpacked {
+                    marks
+                        .written_since_pack
+                        .fetch_add(chunk.len() / DIGEST_BYTES, Ordering::Relaxed);
+                }
             }
         }
-        // Packing resumes at the newest chunk already packed, not at the start: on the commit
-        // thread, re-reading a week of chunks after every restart would hold up
-        // acknowledgements.
-        lock(&marks.chunks).pack_from = last_half_full;
         if has_tree(db, TIME_KEYED_MARKS) {
             marks.convert(db, TIME_KEYED_MARKS, |key, _| {
                 Some((time_of_key(key)?, digest_of(key.get(8..)?)?))
@@ -172,7 +175,7 @@ impl SeenMarks {
         }
         let written = marks
             .chunks(CHUNK_DIGESTS)
-            .try_for_each(|chunk| self.write_chunk(chunk));
+            .try_for_each(|chunk| self.write_chunk(&self.tree, chunk));
         if written.is_err() {
             // Kept for the next commit: the uuids are already refused as duplicates.
             lock(&self.unwritten).extend(marks);
@@ -183,39 +186,38 @@ impl SeenMarks {
         Ok(())
     }
 
-    fn write_chunk(&self, marks: &[Mark]) -> sled::Result<()> {
+    fn write_chunk(&self, tree: &sled::Tree, marks: &[Mark]) -> sled::Result<()> {
         let newest = marks.iter().map(|(at, _)| *at).max().unwrap_or_default();
         let mut value = Vec::with_capacity(marks.len() * DIGEST_BYTES);
         for (_, digest) in marks {
             value.extend_from_slice(&digest.0.to_be_bytes());
         }
-        self.tree
-            .insert(chunk_key(newest, self.db.generate_id()?), value)?;
+        tree.insert(chunk_key(newest, self.db.generate_id()?), value)?;
         Ok(())
     }
 
-    /// Packs small chunks into chunks of up to [`CHUNK_DIGESTS`], once that many digests have
-    /// been written since the last pass. Each packed chunk takes the key of the newest chunk
-    /// in it, which is rewritten before the older ones are removed: a crash in between leaves
+    /// Moves small chunks to the packed tree, as chunks of up to [`CHUNK_DIGESTS`], once that
+    /// many digests have been written since the last pass. A packed chunk takes the key of the
+    /// newest chunk in it and is written before those are removed: a crash in between leaves
     /// a digest twice on disk, never none.
     pub(super) fn pack_if_due(&self) -> sled::Result<()> {
-        // A long prune must not hold up the group commit that runs this; the next one packs.
         if self.written_since_pack.load(Ordering::Relaxed) < CHUNK_DIGESTS {
             return Ok(());
         }
-        let mut chunking = match self.chunks.try_lock() {
-            Ok(chunking) => chunking,
+        // A long prune must not hold up the group commit that runs this; the next one packs.
+        let mut pack_from = match self.pack_from.try_lock() {
+            Ok(guard) => guard,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(TryLockError::WouldBlock) => return Ok(()),
         };
         let mut group: Vec<(sled::IVec, sled::IVec)> = Vec::new();
         let mut digests = 0;
-        for item in self.tree.range(&chunking.pack_from[..]..) {
+        for item in self.tree.range(&pack_from[..]..) {
             let (key, value) = item?;
             let count = value.len() / DIGEST_BYTES;
             if digests + count > CHUNK_DIGESTS {
                 self.pack(&group)?;
-                chunking.pack_from = key.to_vec();
+                *pack_from = key.to_vec();
                 group.clear();
                 digests = 0;
             }
@@ -228,15 +230,12 @@ impl SeenMarks {
     }
 
     fn pack(&self, group: &[(sled::IVec, sled::IVec)]) -> sled::Result<()> {
-        let Some(((newest, _), older)) = group.split_last() else {
+        let Some((newest, _)) = group.last() else {
             return Ok(());
         };
-        if older.is_empty() {
-            return Ok(());
-        }
         let packed: Vec<u8> = group.iter().flat_map(|(_, v)| v.iter().copied()).collect();
-        self.tree.insert(newest, packed)?;
-        for (key, _) in older {
+        self.packed.insert(newest, packed)?;
+        for (key, _) in group {
             self.tree.remove(key)?;
         }
         Ok(())
@@ -245,15 +244,17 @@ impl SeenMarks {
     /// Forgets uuids first seen before `cutoff_ms` (those of a chunk once its newest is);
     /// returns how many.
     pub(super) fn prune(&self, cutoff_ms: i64) -> sled::Result<usize> {
-        let _no_packing = lock(&self.chunks);
+        let _no_packing = lock(&self.pack_from);
         let end = chunk_key(cutoff_ms, 0);
         let mut pruned = 0;
-        for item in self.tree.range(..&end[..]) {
-            let (key, chunk) = item?;
-            self.tree.remove(&key)?;
-            for digest in digests_of(&chunk) {
-                if self.claim(digest).set.remove(&digest) {
-                    pruned += 1;
+        for tree in [&self.packed, &self.tree] {
+            for item in tree.range(..&end[..]) {
+                let (key, chunk) = item?;
+                tree.remove(&key)?;
+                for digest in digests_of(&chunk) {
+                    if self.claim(digest).set.remove(&digest) {
+                        pruned += 1;
+                    }
                 }
             }
         }
@@ -296,7 +297,7 @@ impl SeenMarks {
         }
         marks.sort_by_key(|(at, _)| *at);
         for chunk in marks.chunks(CHUNK_DIGESTS) {
-            self.write_chunk(chunk)?;
+            self.write_chunk(&self.packed, chunk)?;
         }
         db.drop_tree(name)?;
         tracing::info!(
@@ -457,16 +458,13 @@ mod tests {
             assert_eq!(marks.tree.len(), count as usize);
             marks.pack_if_due().unwrap();
             // Three full chunks, and the newest 100 waiting to fill a fourth.
-            assert_eq!(marks.tree.len(), 3 + 100);
+            assert_eq!(marks.packed.len(), 3);
+            assert_eq!(marks.tree.len(), 100);
+            marks.pack_if_due().unwrap();
+            assert_eq!(marks.tree.len(), 100, "not before a whole chunk is waiting");
         }
         let marks = SeenMarks::open(&db).unwrap();
         assert_eq!(marks.len(), count as usize);
-        let (third_full, _) = marks.tree.iter().nth(2).unwrap().unwrap();
-        assert_eq!(
-            lock(&marks.chunks).pack_from,
-            third_full.to_vec(),
-            "packing resumes at the newest full chunk"
-        );
         let capacity = marks.capacity();
         // The first chunk's newest mark is first seen at CHUNK_DIGESTS - 1: one millisecond
         // later the chunk goes.
@@ -481,6 +479,7 @@ mod tests {
             .already_seen());
         assert_eq!(marks.prune(count).unwrap(), count as usize - CHUNK_DIGESTS);
         assert_eq!(marks.len(), 0);
+        assert_eq!(marks.packed.len() + marks.tree.len(), 0);
         assert!(
             marks.capacity() < capacity / 2,
             "sets shrink: {} of {capacity}",
@@ -489,20 +488,33 @@ mod tests {
     }
 
     #[test]
+    fn chunks_left_unpacked_by_a_restart_are_packed_at_the_next_commit() {
+        let (_dir, db) = db();
+        {
+            let marks = SeenMarks::open(&db).unwrap();
+            mark_one_by_one(&marks, CHUNK_DIGESTS as i64 + 1);
+        }
+        let marks = SeenMarks::open(&db).unwrap();
+        marks.pack_if_due().unwrap();
+        assert_eq!(marks.packed.len(), 1);
+        assert_eq!(marks.tree.len(), 1);
+    }
+
+    #[test]
     fn a_pack_cut_short_leaves_digests_twice_and_counts_them_once() {
         let (_dir, db) = db();
         {
             let marks = SeenMarks::open(&db).unwrap();
             mark_one_by_one(&marks, 2);
-            // As if a pack rewrote the newer chunk and a crash kept the older one.
+            // As if a pack wrote the packed chunk and a crash kept the chunks it packed.
             let (newest, _) = marks.tree.last().unwrap().unwrap();
             let both = [berlin("u0").0.to_be_bytes(), berlin("u1").0.to_be_bytes()].concat();
-            marks.tree.insert(newest, both).unwrap();
+            marks.packed.insert(newest, both).unwrap();
         }
         let marks = SeenMarks::open(&db).unwrap();
         assert_eq!(marks.len(), 2);
         assert_eq!(marks.prune(10).unwrap(), 2);
-        assert_eq!(marks.tree.len(), 0);
+        assert_eq!(marks.packed.len() + marks.tree.len(), 0);
     }
 
     #[test]
