@@ -14,8 +14,6 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use sha2::{Digest as _, Sha256};
 
 use crate::tenant::StudioId;
@@ -140,10 +138,7 @@ impl SeenMarks {
             })?;
         }
         if has_tree(db, UUID_KEYED_MARKS) {
-            let now_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or_default();
+            let now_ms = crate::event::now_millis();
             marks.convert(db, UUID_KEYED_MARKS, |studio_uuid, seen_at| {
                 // An unreadable time counts as now: remembered a full retention, not dropped.
                 let seen_at = <[u8; 8]>::try_from(seen_at)
