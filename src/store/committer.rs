@@ -124,14 +124,22 @@ fn commit(
         .write_unwritten()
         .and_then(|_| db.flush())
         .map_err(|e| e.to_string())?;
-    blobs.sync_new().map_err(|e| format!("blob files: {e}"))?;
-    db_file.sync_data().map_err(|e| e.to_string())
+    sync_new_blobs(blobs)?;
+    sync_log(db_file)
 }
 
 /// Syncs blob files that appeared since the last commit, and the log that points at them.
 fn sync_idle_blobs(blobs: &mut BlobFiles, db_file: &File) -> Result<(), String> {
-    if blobs.sync_new().map_err(|e| format!("blob files: {e}"))? > 0 {
-        db_file.sync_data().map_err(|e| e.to_string())?;
+    if sync_new_blobs(blobs)? > 0 {
+        sync_log(db_file)?;
     }
     Ok(())
+}
+
+fn sync_new_blobs(blobs: &mut BlobFiles) -> Result<usize, String> {
+    blobs.sync_new().map_err(|e| format!("blob files: {e}"))
+}
+
+fn sync_log(db_file: &File) -> Result<(), String> {
+    db_file.sync_data().map_err(|e| e.to_string())
 }
