@@ -4,6 +4,7 @@
 mod blobs;
 mod committer;
 mod counts;
+mod digest_set;
 mod seen;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};

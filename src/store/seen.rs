@@ -1,21 +1,22 @@
 //! Which uuids each studio has seen, for deduplication within the retention period.
 //!
-//! Lookups go to an in-memory set of digests of studio and uuid, rebuilt from sled when the
-//! store opens. On disk the digests are kept in chunks keyed by the newest first-seen time in
-//! them: the group commit writes the marks of its requests as one chunk, and small chunks are
-//! later moved, packed into chunks of up to [`CHUNK_DIGESTS`], to a tree of their own. Packed
-//! in place, they sat in leaves that every later pack rewrote (sled merges emptied leaves into
-//! their neighbours): that tripled the disk written per event. sled's memory grows with its number of
-//! keys (about 33 bytes per key measured, whatever its cache setting), so one key per uuid cost
-//! more than the digest itself; packed, 2 million digests kept sled within its cache. New
-//! chunks land at one edge of the tree and retention cuts from the other.
+//! Lookups go to an in-memory set of digests of studio and uuid ([`DigestSet`]), rebuilt from
+//! sled when the store opens. On disk the digests are kept in chunks keyed by the newest
+//! first-seen time in them: the group commit writes the marks of its requests as one chunk,
+//! and small chunks are later moved, packed into chunks of up to [`CHUNK_DIGESTS`], to a tree
+//! of their own. Packed in place, they sat in leaves that every later pack rewrote (sled
+//! merges emptied leaves into their neighbours): that tripled the disk written per event.
+//! sled's memory grows with its number of keys (about 33 bytes per key measured, whatever its
+//! cache setting), so one key per uuid cost more than the digest itself; packed, 2 million
+//! digests kept sled within its cache. New chunks land at one edge of the tree and retention
+//! cuts from the other.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use sha2::{Digest as _, Sha256};
 
+use super::digest_set::{DigestSet, Stripe};
 use crate::tenant::StudioId;
 
 /// Chunks as the group commit writes them: `newest_first_seen_ms (u64 BE) ++ id (u64 BE)` ->
@@ -36,9 +37,6 @@ const DIGEST_BYTES: usize = 16;
 const LEAF_KEYS: usize = 16;
 const _: () = assert!(LEAF_KEYS * CHUNK_DIGESTS * DIGEST_BYTES <= super::SEGMENT_SIZE / 8);
 
-/// Independent locks, so intake of different uuids rarely waits on another.
-const STRIPES: usize = 64;
-
 /// The first 128 bits of SHA-256 over `studio \0 uuid`: collisions are out of reach even for
 /// a sender choosing uuids, so equal digests mean the same uuid of the same studio.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,14 +56,15 @@ impl UuidDigest {
         UuidDigest(u128::from_be_bytes(first))
     }
 
-    fn stripe(self) -> usize {
-        ((self.0 >> 64) as usize) % STRIPES
+    pub(super) fn to_be_bytes(self) -> [u8; DIGEST_BYTES] {
+        self.0.to_be_bytes()
+    }
+
+    #[cfg(test)]
+    pub(super) fn from_u128(n: u128) -> UuidDigest {
+        UuidDigest(n)
     }
 }
-
-/// Hashed with a random key (std's default), not by the digest's own bits: a sender choosing
-/// uuids could otherwise pile them into one bucket.
-type DigestSet = HashSet<UuidDigest>;
 
 /// A mark in memory that the next group commit writes: when its uuid was first seen, and which.
 type Mark = (i64, UuidDigest);
@@ -75,7 +74,7 @@ pub(super) struct SeenMarks {
     db: sled::Db,
     tree: sled::Tree,
     packed: sled::Tree,
-    stripes: Arc<[Mutex<DigestSet>; STRIPES]>,
+    digests: Arc<DigestSet>,
     unwritten: Arc<Mutex<Vec<Mark>>>,
     /// Digests written in small chunks since packing last ran. Not under `pack_from`, which
     /// a prune holds for its whole run: the group commit adds to this and must not wait.
@@ -91,19 +90,19 @@ pub(super) struct SeenMarks {
 pub(super) struct Claim<'a> {
     marks: &'a SeenMarks,
     digest: UuidDigest,
-    set: MutexGuard<'a, DigestSet>,
+    stripe: MutexGuard<'a, Stripe>,
 }
 
 impl Claim<'_> {
     pub(super) fn already_seen(&self) -> bool {
-        self.set.contains(&self.digest)
+        self.stripe.contains(self.digest)
     }
 
     /// Seen from now on; on disk after the next [`SeenMarks::write_unwritten`], which the group
     /// commit runs before its flush.
     pub(super) fn mark(mut self, now_ms: i64) {
         lock(&self.marks.unwritten).push((now_ms, self.digest));
-        self.set.insert(self.digest);
+        self.stripe.insert(self.digest);
     }
 }
 
@@ -114,7 +113,7 @@ impl SeenMarks {
             db: db.clone(),
             tree: db.open_tree(CHUNKS)?,
             packed: db.open_tree(PACKED_CHUNKS)?,
-            stripes: Arc::new(std::array::from_fn(|_| Mutex::new(DigestSet::default()))),
+            digests: Arc::new(DigestSet::new()),
             unwritten: Arc::default(),
             written_since_pack: Arc::default(),
             pack_from: Arc::default(),
@@ -123,7 +122,7 @@ impl SeenMarks {
             for chunk in tree.iter().values() {
                 let chunk = chunk?;
                 for digest in digests_of(&chunk) {
-                    marks.claim(digest).set.insert(digest);
+                    marks.digests.add_unsorted(digest);
                 }
                 if unpacked {
                     marks
@@ -132,6 +131,7 @@ impl SeenMarks {
                 }
             }
         }
+        marks.digests.seal();
         if has_tree(db, TIME_KEYED_MARKS) {
             marks.convert(db, TIME_KEYED_MARKS, |key, _| {
                 Some((time_of_key(key)?, digest_of(key.get(8..)?)?))
@@ -156,7 +156,7 @@ impl SeenMarks {
         Claim {
             marks: self,
             digest,
-            set: lock(&self.stripes[digest.stripe()]),
+            stripe: self.digests.stripe(digest),
         }
     }
 
@@ -247,28 +247,16 @@ impl SeenMarks {
                 let (key, chunk) = item?;
                 tree.remove(&key)?;
                 for digest in digests_of(&chunk) {
-                    if self.claim(digest).set.remove(&digest) {
+                    if self.claim(digest).stripe.remove(digest) {
                         pruned += 1;
                     }
                 }
             }
         }
         if pruned > 0 {
-            self.shrink_sparse_stripes();
+            self.digests.trim();
         }
         Ok(pruned)
-    }
-
-    /// After a large prune (say, once traffic has dropped), gives back the memory of the
-    /// buckets no longer needed; a set never shrinks by itself.
-    fn shrink_sparse_stripes(&self) {
-        for stripe in self.stripes.iter() {
-            let mut set = lock(stripe);
-            if set.len() < set.capacity() / 4 {
-                let keep = set.len() * 2;
-                set.shrink_to(keep);
-            }
-        }
     }
 
     /// Rewrites the marks of an earlier layout as chunks in time order, then drops its tree.
@@ -285,7 +273,7 @@ impl SeenMarks {
         for item in old.iter() {
             let (key, value) = item?;
             if let Some((at, digest)) = read(&key, &value) {
-                if self.claim(digest).set.insert(digest) {
+                if self.claim(digest).stripe.insert(digest) {
                     marks.push((at, digest));
                 }
             }
@@ -306,13 +294,12 @@ impl SeenMarks {
     /// How many uuids are remembered.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.stripes.iter().map(|s| lock(s).len()).sum()
+        self.digests.len()
     }
 
-    /// How many digests the sets could hold without growing.
     #[cfg(test)]
     fn capacity(&self) -> usize {
-        self.stripes.iter().map(|s| lock(s).capacity()).sum()
+        self.digests.capacity()
     }
 }
 
