@@ -118,6 +118,22 @@ fn main() {
         allocated_at(0.5),
         allocated_at(1.0)
     );
+    // The shape, to tell a steady climb from warm-up or from short spikes: means of each
+    // tenth of the run.
+    let tenths = |series: &[u64]| {
+        series
+            .chunks(series.len().div_ceil(10).max(1))
+            .map(|part| {
+                format!(
+                    "{:.0}",
+                    part.iter().sum::<u64>() as f64 / part.len() as f64 / 1024.0
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!("RSS MiB by tenths of the run: {}", tenths(samples));
+    println!("live heap MiB by tenths of the run: {}", tenths(allocated));
     // Two more readings of "flat": samples against their mean, and the end against the middle.
     println!(
         "second half against its mean {mean:.1} MiB: {:+.1} % .. {:+.1} %; end against middle {:+.1} %",
