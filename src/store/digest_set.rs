@@ -159,6 +159,27 @@ mod tests {
     }
 
     #[test]
+    fn agrees_with_a_hash_set_over_random_inserts_and_removes() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let (set, mut model) = (DigestSet::new(), std::collections::HashSet::new());
+        // A small space of digests, so the same ones come back again and again.
+        for _ in 0..200_000 {
+            let n = rng.gen_range(0..20_000u128);
+            let d = digest(n);
+            match rng.gen_range(0..3) {
+                0 => assert_eq!(set.stripe(d).insert(d), model.insert(n), "insert {n}"),
+                1 => assert_eq!(set.stripe(d).remove(d), model.remove(&n), "remove {n}"),
+                _ => assert_eq!(set.stripe(d).contains(d), model.contains(&n), "find {n}"),
+            }
+            if rng.gen_ratio(1, 10_000) {
+                set.trim();
+            }
+        }
+        assert_eq!(set.len(), model.len());
+    }
+
+    #[test]
     fn unsorted_loads_are_sorted_and_deduplicated_by_seal() {
         let set = DigestSet::new();
         for n in (0..5_000).rev().chain(0..100) {
