@@ -2,9 +2,10 @@
 //! uuids remembered for deduplication. The store reads every remembered uuid when it opens, so
 //! this is the start-up cost that grows with traffic × retention.
 //!
-//! Writes `GYMRELAY_BENCH_UUIDS` (default 1,000,000) through the real intake, in groups that
-//! the group commit takes together as in production, then opens the store in a fresh process
-//! (this bench, run again) and reports time to open and resident memory.
+//! For each count in `GYMRELAY_BENCH_UUIDS` (default `1000000,2000000`), writes that many
+//! uuids through the real intake, in groups that the group commit takes together as in
+//! production, then opens the store in a fresh process (this bench, run again) and reports
+//! time to open and resident memory, and the memory each further uuid adds.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -42,6 +43,7 @@ fn main() {
                 .parse()
                 .expect("GYMRELAY_BENCH_UUIDS: counts, comma-separated")
         })
+        .filter(|&n: &usize| n > 0)
         .collect();
     let mut settled = Vec::new();
     for uuids in counts {

@@ -4,6 +4,7 @@
 mod blobs;
 mod committer;
 mod counts;
+mod digest;
 mod digest_set;
 mod seen;
 
@@ -13,7 +14,8 @@ use blobs::BlobFiles;
 pub use committer::CommitError;
 use committer::Committer;
 use counts::Counts;
-use seen::{SeenMarks, UuidDigest};
+use digest::UuidDigest;
+use seen::SeenMarks;
 
 use crate::config::StorageConfig;
 use crate::event::{DeadLetter, QueuedEvent};
@@ -469,6 +471,12 @@ fn transaction_result<T>(result: Result<T, TransactionError<()>>) -> Result<T, S
 }
 
 /// The sequence at the end of an inbox key.
+/// Locks `mutex` even if a thread panicked while holding it: the sets and lists it guards are
+/// changed by single calls that leave them whole.
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn sequence_of(key: &[u8]) -> u64 {
     let tail = &key[key.len().saturating_sub(8)..];
     tail.try_into().map(u64::from_be_bytes).unwrap_or(0)

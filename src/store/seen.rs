@@ -14,10 +14,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
-use sha2::{Digest as _, Sha256};
-
+use super::digest::{UuidDigest, DIGEST_BYTES};
 use super::digest_set::{DigestSet, Stripe};
-use crate::tenant::StudioId;
+use super::lock;
 
 /// Chunks as the group commit writes them: `newest_first_seen_ms (u64 BE) ++ id (u64 BE)` ->
 /// digests, 16 bytes each.
@@ -33,38 +32,11 @@ const UUID_KEYED_MARKS: &str = "studio-uuid-seen_at";
 /// anything over a quarter segment to a blob file it never syncs (see `SEGMENT_SIZE`): a leaf
 /// of full chunks stays at half that. Past a few hundred digests a chunk saves no more memory.
 pub(super) const CHUNK_DIGESTS: usize = 512;
-const DIGEST_BYTES: usize = 16;
 const LEAF_KEYS: usize = 16;
 const _: () = assert!(LEAF_KEYS * CHUNK_DIGESTS * DIGEST_BYTES <= super::SEGMENT_SIZE / 8);
-
-/// The first 128 bits of SHA-256 over `studio \0 uuid`: collisions are out of reach even for
-/// a sender choosing uuids, so equal digests mean the same uuid of the same studio.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub(super) struct UuidDigest(u128);
-
-impl UuidDigest {
-    pub(super) fn of(studio: &StudioId, uuid: &str) -> UuidDigest {
-        let mut hasher = Sha256::new();
-        hasher.update(studio.as_str().as_bytes());
-        hasher.update([0]);
-        hasher.update(uuid.as_bytes());
-        UuidDigest::from_sha256(hasher.finalize().as_slice())
-    }
-
-    fn from_sha256(hash: &[u8]) -> UuidDigest {
-        let first: [u8; 16] = hash[..16].try_into().expect("SHA-256 is 32 bytes");
-        UuidDigest(u128::from_be_bytes(first))
-    }
-
-    pub(super) fn to_be_bytes(self) -> [u8; DIGEST_BYTES] {
-        self.0.to_be_bytes()
-    }
-
-    #[cfg(test)]
-    pub(super) fn from_u128(n: u128) -> UuidDigest {
-        UuidDigest(n)
-    }
-}
+/// Digests forgotten from memory at a time while pruning (2 MiB): each batch is one pass over
+/// the stripes it touches, where one digest at a time would move a stripe's tail for each.
+const PRUNE_BATCH: usize = 256 * CHUNK_DIGESTS;
 
 /// A mark in memory that the next group commit writes: when its uuid was first seen, and which.
 type Mark = (i64, UuidDigest);
@@ -109,32 +81,30 @@ impl Claim<'_> {
 impl SeenMarks {
     /// Loads the digests into memory and converts any marks in the earlier layouts.
     pub(super) fn open(db: &sled::Db) -> sled::Result<SeenMarks> {
-        let marks = SeenMarks {
-            db: db.clone(),
-            tree: db.open_tree(CHUNKS)?,
-            packed: db.open_tree(PACKED_CHUNKS)?,
-            digests: Arc::new(DigestSet::new()),
-            unwritten: Arc::default(),
-            written_since_pack: Arc::default(),
-            pack_from: Arc::default(),
-        };
-        for (tree, unpacked) in [(&marks.packed, false), (&marks.tree, true)] {
+        let (tree, packed) = (db.open_tree(CHUNKS)?, db.open_tree(PACKED_CHUNKS)?);
+        let mut loader = DigestSet::loader();
+        let mut unpacked_digests = 0;
+        for (tree, unpacked) in [(&packed, false), (&tree, true)] {
             for chunk in tree.iter().values() {
                 let chunk = chunk?;
-                for digest in digests_of(&chunk) {
-                    marks.digests.add_unsorted(digest);
-                }
+                digests_of(&chunk).for_each(|digest| loader.add(digest));
                 if unpacked {
-                    marks
-                        .written_since_pack
-                        .fetch_add(chunk.len() / DIGEST_BYTES, Ordering::Relaxed);
+                    unpacked_digests += chunk.len() / DIGEST_BYTES;
                 }
             }
         }
-        marks.digests.seal();
+        let marks = SeenMarks {
+            db: db.clone(),
+            tree,
+            packed,
+            digests: Arc::new(loader.finish()),
+            unwritten: Arc::default(),
+            written_since_pack: Arc::new(AtomicUsize::new(unpacked_digests)),
+            pack_from: Arc::default(),
+        };
         if has_tree(db, TIME_KEYED_MARKS) {
             marks.convert(db, TIME_KEYED_MARKS, |key, _| {
-                Some((time_of_key(key)?, digest_of(key.get(8..)?)?))
+                Some((time_of_key(key)?, UuidDigest::read(key.get(8..)?)?))
             })?;
         }
         if has_tree(db, UUID_KEYED_MARKS) {
@@ -144,8 +114,7 @@ impl SeenMarks {
                 let seen_at = <[u8; 8]>::try_from(seen_at)
                     .map(i64::from_be_bytes)
                     .unwrap_or(now_ms);
-                let digest = UuidDigest::from_sha256(Sha256::digest(studio_uuid).as_slice());
-                Some((seen_at, digest))
+                Some((seen_at, UuidDigest::of_studio_uuid_key(studio_uuid)))
             })?;
         }
         Ok(marks)
@@ -185,7 +154,7 @@ impl SeenMarks {
         let newest = marks.iter().map(|(at, _)| *at).max().unwrap_or_default();
         let mut value = Vec::with_capacity(marks.len() * DIGEST_BYTES);
         for (_, digest) in marks {
-            value.extend_from_slice(&digest.0.to_be_bytes());
+            value.extend_from_slice(&digest.to_be_bytes());
         }
         tree.insert(chunk_key(newest, self.db.generate_id()?), value)?;
         Ok(())
@@ -242,17 +211,19 @@ impl SeenMarks {
         let _no_packing = lock(&self.pack_from);
         let end = chunk_key(cutoff_ms, 0);
         let mut pruned = 0;
+        let mut forgotten = Vec::new();
         for tree in [&self.packed, &self.tree] {
             for item in tree.range(..&end[..]) {
                 let (key, chunk) = item?;
                 tree.remove(&key)?;
-                for digest in digests_of(&chunk) {
-                    if self.claim(digest).stripe.remove(digest) {
-                        pruned += 1;
-                    }
+                forgotten.extend(digests_of(&chunk));
+                if forgotten.len() >= PRUNE_BATCH {
+                    pruned += self.digests.remove_many(&forgotten);
+                    forgotten.clear();
                 }
             }
         }
+        pruned += self.digests.remove_many(&forgotten);
         if pruned > 0 {
             self.digests.trim();
         }
@@ -273,11 +244,16 @@ impl SeenMarks {
         for item in old.iter() {
             let (key, value) = item?;
             if let Some((at, digest)) = read(&key, &value) {
-                if self.claim(digest).stripe.insert(digest) {
+                if !self.claim(digest).already_seen() {
                     marks.push((at, digest));
                 }
             }
         }
+        // One mark per uuid, the newest: remembered the longest.
+        marks.sort_unstable_by_key(|(at, digest)| (digest.to_be_bytes(), std::cmp::Reverse(*at)));
+        marks.dedup_by_key(|(_, digest)| *digest);
+        let digests: Vec<UuidDigest> = marks.iter().map(|(_, digest)| *digest).collect();
+        self.digests.insert_many(&digests);
         marks.sort_by_key(|(at, _)| *at);
         for chunk in marks.chunks(CHUNK_DIGESTS) {
             self.write_chunk(&self.packed, chunk)?;
@@ -307,10 +283,6 @@ fn has_tree(db: &sled::Db, name: &str) -> bool {
     db.tree_names().iter().any(|n| n == name.as_bytes())
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Times before 1970 cannot occur; clamping keeps the key order equal to time order.
 fn chunk_key(newest_ms: i64, id: u64) -> [u8; 16] {
     let mut key = [0; 16];
@@ -324,17 +296,16 @@ fn time_of_key(key: &[u8]) -> Option<i64> {
     Some(u64::from_be_bytes(time) as i64)
 }
 
-fn digest_of(bytes: &[u8]) -> Option<UuidDigest> {
-    let bytes: [u8; DIGEST_BYTES] = bytes.get(..DIGEST_BYTES)?.try_into().ok()?;
-    Some(UuidDigest(u128::from_be_bytes(bytes)))
+fn digests_of(chunk: &[u8]) -> impl Iterator<Item = UuidDigest> + '_ {
+    chunk
+        .chunks_exact(DIGEST_BYTES)
+        .filter_map(UuidDigest::read)
 }
 
-fn digests_of(chunk: &[u8]) -> impl Iterator<Item = UuidDigest> + '_ {
-    chunk.chunks_exact(DIGEST_BYTES).filter_map(digest_of)
-}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tenant::StudioId;
 
     fn db() -> (tempfile::TempDir, sled::Db) {
         let dir = tempfile::tempdir().unwrap();
@@ -380,7 +351,7 @@ mod tests {
         let old = db.open_tree(TIME_KEYED_MARKS).unwrap();
         for (at, uuid) in [(1_000u64, "u1"), (2_000, "u2")] {
             let mut key = at.to_be_bytes().to_vec();
-            key.extend_from_slice(&berlin(uuid).0.to_be_bytes());
+            key.extend_from_slice(&berlin(uuid).to_be_bytes());
             old.insert(key, &[]).unwrap();
         }
 
@@ -495,7 +466,7 @@ mod tests {
             mark_one_by_one(&marks, 2);
             // As if a pack wrote the packed chunk and a crash kept the chunks it packed.
             let (newest, _) = marks.tree.last().unwrap().unwrap();
-            let both = [berlin("u0").0.to_be_bytes(), berlin("u1").0.to_be_bytes()].concat();
+            let both = [berlin("u0").to_be_bytes(), berlin("u1").to_be_bytes()].concat();
             marks.packed.insert(newest, both).unwrap();
         }
         let marks = SeenMarks::open(&db).unwrap();
