@@ -14,7 +14,6 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use gymrelay::event::Notification;
 use gymrelay::registry::{hash_key, load_dir};
 use gymrelay::tenant::StudioId;
-use gymrelay::Relay;
 use secrecy::ExposeSecret;
 use support::*;
 
@@ -57,7 +56,7 @@ fn main() {
         root
     };
     let (durable_dir, delivering_dir) = (relay_dir("durable"), relay_dir("delivering"));
-    let (relay_addr, admin_addr) = start_relay(config_in(&durable_dir));
+    let durable = BenchRelay::start(config_in(&durable_dir));
 
     let keys: Keys = load_dir(&durable_dir.join("tenants"))
         .expect("tenants")
@@ -110,14 +109,16 @@ fn main() {
     // one is also delivered (file sink, one fsync per batch) while the load runs, by a relay of
     // its own.
     let ceiling_report = load(ceiling_addr, "ceiling", "CUSTOMER_UPDATED");
-    let durable_report = load(relay_addr, "durable", "CUSTOMER_UPDATED");
+    let durable_report = load(durable.addr, "durable", "CUSTOMER_UPDATED");
     let disk = disk_bytes(&durable_dir.join("data")) as f64 / 1048576.0;
-    let queued = backlog(admin_addr);
+    let queued = backlog(durable.admin);
     // Started only now, so the durable run's peak memory is that of one relay.
-    let (delivering_addr, delivering_admin) = start_relay(config_in(&delivering_dir));
-    let delivering_report = load(delivering_addr, "delivering", "CUSTOMER_DELETED");
+    let delivering = BenchRelay::start(config_in(&delivering_dir));
+    let delivering_report = load(delivering.addr, "delivering", "CUSTOMER_DELETED");
     let disk_after = disk_bytes(&delivering_dir.join("data")) as f64 / 1048576.0;
-    let undelivered = backlog(delivering_admin);
+    let undelivered = backlog(delivering.admin);
+    durable.stop();
+    delivering.stop();
     println!(
         "{:<10} {:>11} {:>8} {:>8} {:>8} {:>7} {:>14} {:>9}",
         "", "accepted/s", "p50 ms", "p99 ms", "max ms", "failed", "peak RSS MiB", "disk MiB"
@@ -161,18 +162,4 @@ fn main() {
         "ratio delivering/ceiling: {:.2}",
         delivering_report.per_second() / ceiling_report.per_second()
     );
-}
-
-/// Starts a relay with `config` on its own thread; returns its webhook and admin addresses.
-fn start_relay(config: gymrelay::Config) -> (SocketAddr, SocketAddr) {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let relay = Relay::start(&config).await.expect("relay starts");
-            tx.send((relay.addr(), relay.admin_addr()))
-                .expect("report addresses");
-            let _ = relay.run().await;
-        })
-    });
-    rx.recv().expect("relay started")
 }

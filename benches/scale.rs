@@ -6,11 +6,11 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use gymrelay::Relay;
 use support::*;
 
 const STUDIOS: usize = 1000;
@@ -25,40 +25,35 @@ fn main() {
     let secs = seconds(60);
 
     let (tx, rx) = mpsc::channel();
-    let root = dir.path().to_path_buf();
     thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
             let sim = start_sim(STUDIOS).await;
-            write_tenants(&root, STUDIOS, 900, |id| sim.base_url(id));
-            let mut config = config_in(&root);
-            if let Some(secs) = std::env::var("GYMRELAY_BENCH_RETENTION_SECS")
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok())
-            {
-                config.storage.retention = Duration::from_secs(secs);
-                config.storage.prune_interval = Duration::from_secs(secs.div_ceil(4).max(1));
-            }
-            let rss_before = rss_kib();
-            let started = Instant::now();
-            let relay = Relay::start(&config).await.expect("relay");
-            let admin = relay.admin_addr();
-            let addr = relay.addr();
-            actix_web::rt::spawn(relay.run());
-            let client = awc::Client::default();
-            loop {
-                let ready = client.get(format!("http://{admin}/readyz")).send().await;
-                if ready.is_ok_and(|r| r.status().is_success()) {
-                    break;
-                }
-                actix_web::rt::time::sleep(Duration::from_millis(5)).await;
-            }
-            let ready_in = started.elapsed();
-            tx.send((addr, admin, ready_in, rss_before))
-                .expect("report");
+            tx.send(sim.addr()).expect("report");
             std::future::pending::<()>().await;
         })
     });
-    let (addr, admin, ready_in, rss_before) = rx.recv().expect("relay started");
+    let sim_addr: SocketAddr = rx.recv().expect("simulated Open API started");
+    let root = dir.path();
+    write_tenants(root, STUDIOS, 900, |id| format!("http://{sim_addr}/{id}"));
+    let mut config = config_in(root);
+    if let Some(secs) = std::env::var("GYMRELAY_BENCH_RETENTION_SECS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        config.storage.retention = Duration::from_secs(secs);
+        config.storage.prune_interval = Duration::from_secs(secs.div_ceil(4).max(1));
+    }
+    let rss_before = rss_kib();
+    let started = Instant::now();
+    let relay = BenchRelay::start(config);
+    let (addr, admin) = (relay.addr, relay.admin);
+    while !ureq::get(&format!("http://{admin}/readyz"))
+        .call()
+        .is_ok_and(|r| r.status() == 200)
+    {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let ready_in = started.elapsed();
     thread::sleep(Duration::from_secs(2));
     let idle = rss_kib();
     println!(
@@ -93,6 +88,7 @@ fn main() {
     // How far delivery is behind: memory that grows with the backlog is not a leak.
     let backlog = backlog(admin);
     println!("backlog at the end: {backlog:.0} events not yet delivered");
+    relay.stop();
     let samples = &report.rss_samples_kib;
     let at =
         |fraction: f64| samples[((samples.len() - 1) as f64 * fraction) as usize] as f64 / 1024.0;

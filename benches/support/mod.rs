@@ -1,5 +1,6 @@
 //! Shared by the benches: a keep-alive HTTP/1.1 load generator on plain TCP (so the client
-//! costs little next to the server on the same two cores), process memory, and tenant files.
+//! costs little next to the server on the same two cores), process memory, tenant files, and
+//! relays on threads of their own.
 
 #![allow(dead_code)] // each bench uses a different part
 
@@ -307,6 +308,44 @@ pub fn config_in(dir: &Path) -> gymrelay::Config {
         config.storage.cache_capacity_bytes = mib << 20;
     }
     config
+}
+
+/// A relay on a thread of its own.
+pub struct BenchRelay {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    handle: gymrelay::app::RelayHandle,
+    thread: thread::JoinHandle<()>,
+}
+
+impl BenchRelay {
+    /// Returns once both listeners are bound.
+    pub fn start(config: gymrelay::Config) -> BenchRelay {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let relay = gymrelay::Relay::start(&config).await.expect("relay starts");
+                tx.send((relay.addr(), relay.admin_addr(), relay.handle()))
+                    .expect("report");
+                let _ = relay.run().await;
+            })
+        });
+        let (addr, admin, handle) = rx.recv().expect("relay started");
+        BenchRelay {
+            addr,
+            admin,
+            handle,
+            thread,
+        }
+    }
+
+    /// Stops the relay and waits for its thread. A relay left running (its backlog still
+    /// draining) writes into its data directory while the bench's temp dir is removed, and
+    /// that removal then fails quietly, leaving up to a gigabyte behind per run.
+    pub fn stop(self) {
+        actix_web::rt::System::new().block_on(self.handle.stop());
+        let _ = self.thread.join();
+    }
 }
 
 /// Events not yet delivered, summed over the studios, from the relay's /metrics.
