@@ -143,3 +143,54 @@ fn sync_new_blobs(blobs: &mut BlobFiles) -> Result<usize, String> {
 fn sync_log(db_file: &File) -> Result<(), String> {
     db_file.sync_data().map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A committer over a real store whose log "file" is `/dev/null`: `fdatasync` on a device
+    /// fails (EINVAL), as a failing disk would.
+    fn committer_whose_sync_fails() -> (tempfile::TempDir, Committer) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let log = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .unwrap();
+        let marks = SeenMarks::open(&db).unwrap();
+        let committer = Committer::start(db, log, BlobFiles::of_store(dir.path()), marks).unwrap();
+        (dir, committer)
+    }
+
+    fn durable(committer: &Committer) -> Result<(), CommitError> {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(committer.durable())
+    }
+
+    #[test]
+    fn after_a_failed_sync_no_commit_succeeds() {
+        let (_dir, committer) = committer_whose_sync_fails();
+        let first = durable(&committer).unwrap_err().0;
+        assert!(!first.contains("earlier"), "{first}");
+        let second = durable(&committer).unwrap_err().0;
+        assert!(
+            second.contains("an earlier sync failed") && second.contains("restart the relay"),
+            "{second}"
+        );
+    }
+
+    #[test]
+    fn a_blob_file_written_while_idle_is_synced_with_the_log() {
+        let (dir, committer) = committer_whose_sync_fails();
+        std::fs::create_dir_all(dir.path().join("blobs")).unwrap();
+        std::fs::write(dir.path().join("blobs").join("4096"), b"a page").unwrap();
+        // No request arrives: only the idle check can find the blob and sync the log, and
+        // that sync fails. Five idle periods, then the first commit reports the earlier
+        // failure instead of its own.
+        std::thread::sleep(IDLE_BLOB_CHECK * 5);
+        let error = durable(&committer).unwrap_err().0;
+        assert!(error.contains("an earlier sync failed"), "{error}");
+    }
+}
