@@ -212,18 +212,25 @@ impl SeenMarks {
         let end = chunk_key(cutoff_ms, 0);
         let mut pruned = 0;
         let mut forgotten = Vec::new();
-        for tree in [&self.packed, &self.tree] {
-            for item in tree.range(..&end[..]) {
-                let (key, chunk) = item?;
-                tree.remove(&key)?;
-                forgotten.extend(digests_of(&chunk));
-                if forgotten.len() >= PRUNE_BATCH {
-                    pruned += self.digests.remove_many(&forgotten);
-                    forgotten.clear();
+        let mut cut = || -> sled::Result<()> {
+            for tree in [&self.packed, &self.tree] {
+                for item in tree.range(..&end[..]) {
+                    let (key, chunk) = item?;
+                    tree.remove(&key)?;
+                    forgotten.extend(digests_of(&chunk));
+                    if forgotten.len() >= PRUNE_BATCH {
+                        pruned += self.digests.remove_many(&forgotten);
+                        forgotten.clear();
+                    }
                 }
             }
-        }
+            Ok(())
+        };
+        let cut = cut();
+        // Also after an error: a chunk removed from disk can no longer be pruned, so digests
+        // of it kept in memory would be refused as duplicates until a restart.
         pruned += self.digests.remove_many(&forgotten);
+        cut?;
         if pruned > 0 {
             self.digests.trim();
         }
@@ -369,6 +376,28 @@ mod tests {
     }
 
     #[test]
+    fn a_uuid_marked_twice_in_an_old_layout_keeps_its_newest_mark() {
+        let (_dir, db) = db();
+        let old = db.open_tree(TIME_KEYED_MARKS).unwrap();
+        for at in [3_000u64, 1_000] {
+            let mut key = at.to_be_bytes().to_vec();
+            key.extend_from_slice(&berlin("u1").to_be_bytes());
+            old.insert(key, &[]).unwrap();
+        }
+
+        let marks = SeenMarks::open(&db).unwrap();
+        assert_eq!(marks.len(), 1);
+        let chunk = marks.packed.first().unwrap().unwrap().1;
+        assert_eq!(chunk.len(), DIGEST_BYTES, "one mark on disk");
+        assert_eq!(
+            marks.prune(3_000).unwrap(),
+            0,
+            "the mark at 1,000 was dropped"
+        );
+        assert_eq!(marks.prune(3_001).unwrap(), 1);
+    }
+
+    #[test]
     fn a_uuid_marked_in_both_layouts_keeps_the_newer_mark_only() {
         let (_dir, db) = db();
         {
@@ -473,6 +502,20 @@ mod tests {
         assert_eq!(marks.len(), 2);
         assert_eq!(marks.prune(10).unwrap(), 2);
         assert_eq!(marks.packed.len() + marks.tree.len(), 0);
+    }
+
+    #[test]
+    fn a_prune_of_more_than_one_batch_forgets_every_digest() {
+        let (_dir, db) = db();
+        let marks = SeenMarks::open(&db).unwrap();
+        let count = PRUNE_BATCH + CHUNK_DIGESTS + 1;
+        for i in 0..count {
+            marks.claim(berlin(&format!("u{i}"))).mark(1);
+        }
+        marks.write_unwritten().unwrap();
+        assert_eq!(marks.prune(2).unwrap(), count);
+        assert_eq!(marks.len(), 0);
+        assert!(!marks.claim(berlin("u0")).already_seen());
     }
 
     #[test]
