@@ -59,7 +59,6 @@ impl Counts {
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, usize>> {
-        // Plain numbers: a panic elsewhere while holding the lock leaves nothing half-done.
-        self.by_studio.lock().unwrap_or_else(|e| e.into_inner())
+        super::lock(&self.by_studio)
     }
 }

@@ -470,8 +470,8 @@ fn transaction_result<T>(result: Result<T, TransactionError<()>>) -> Result<T, S
     }
 }
 
-/// Locks `mutex` even if a thread panicked while holding it: the sets and lists it guards are
-/// changed by single calls that leave them whole.
+/// Locks `mutex` even if a thread panicked while holding it: the counts, sets and lists the
+/// store guards are changed by single calls that leave them whole.
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
