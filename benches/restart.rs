@@ -93,7 +93,9 @@ fn count_of_child() -> usize {
 
 fn fill_store(dir: &std::path::Path, uuids: usize) {
     let started = Instant::now();
-    actix_web::rt::System::new().block_on(fill(&storage(dir), uuids));
+    let store = Store::open(&storage(dir)).expect("store");
+    let now_ms = gymrelay::event::now_millis();
+    actix_web::rt::System::new().block_on(intake_new(&store, 0..uuids, now_ms));
     println!(
         "restart: {uuids} uuids remembered, written in {:.1} s; {:.0} MiB on disk",
         started.elapsed().as_secs_f64(),
@@ -110,11 +112,6 @@ fn storage(dir: &std::path::Path) -> StorageConfig {
 
 fn studio(n: usize) -> StudioId {
     StudioId::parse(&format!("studio-{}", n % 100)).expect("id")
-}
-
-async fn fill(config: &StorageConfig, uuids: usize) {
-    let store = Store::open(config).expect("store");
-    intake_new(&store, 0..uuids, gymrelay::event::now_millis()).await;
 }
 
 /// Takes uuids `uuid-<n>` for `numbers`, [`GROUP`] at a time.
@@ -138,7 +135,7 @@ fn reopen(dir: &std::path::Path, uuids: usize) {
     let opened = started.elapsed();
     let (rss_opened, allocated_opened) = (rss_kib(), allocated_kib());
     println!(
-        "opened in {:.2} s; RSS {:.1} MiB before, {:.1} MiB just after; live heap {:.1} MiB",
+        "opened in {:.2} s; RSS {:.1} MiB before, {:.1} MiB just after; allocated {:.1} MiB",
         opened.as_secs_f64(),
         rss_before as f64 / 1024.0,
         rss_opened as f64 / 1024.0,
@@ -161,7 +158,7 @@ fn reopen(dir: &std::path::Path, uuids: usize) {
     std::thread::sleep(std::time::Duration::from_secs(3));
     let rss_settled = rss_kib();
     println!(
-        "3 s later: RSS {:.1} MiB, live heap {:.1} MiB",
+        "3 s later: RSS {:.1} MiB, allocated {:.1} MiB",
         rss_settled as f64 / 1024.0,
         allocated_kib() as f64 / 1024.0
     );

@@ -27,8 +27,9 @@ pub struct LoadReport {
     pub peak_rss_mib: f64,
     /// Resident memory every 100 ms during the run, KiB.
     pub rss_samples_kib: Vec<u64>,
-    /// At the same moments, what jemalloc had handed out to the program, KiB: RSS that grows
-    /// while this does not is memory the allocator holds, not the program.
+    /// At the same moments, jemalloc's count of allocated bytes, KiB. It includes what its
+    /// thread caches keep for reuse; RSS that grows while this does not is pages the allocator
+    /// holds beyond that.
     pub allocated_samples_kib: Vec<u64>,
 }
 
