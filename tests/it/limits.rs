@@ -69,20 +69,30 @@ async fn slow_headers_and_slow_bodies_get_408_within_seconds() {
 #[actix_rt::test]
 async fn requests_beyond_the_in_flight_cap_get_503_and_work_resumes() {
     let app = spawn_app_with(vec![Studio::new("berlin")], |config| {
-        quick(config);
-        // The holders keep their slots until this runs out. One second was too short a window
-        // for the third request on a busy machine (the whole suite runs in parallel).
-        config.http.body_timeout = Duration::from_secs(4);
+        // The holders below must keep their slots for as long as the test needs them, however
+        // slow the machine: they release them by finishing their bodies, not by timing out.
+        config.http.body_timeout = 3 * DEADLINE;
         config.http.max_in_flight = 2;
     })
     .await;
     let key = webhook_key("berlin");
-    // Two requests that hold their slot: headers sent, body trickling.
-    let mut holders: Vec<TcpStream> = (0..2).map(|_| connect(&app)).collect();
-    for h in &mut holders {
-        let head = format!("POST /webhook HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\nContent-Length: 100\r\n\r\n{{");
-        h.write_all(head.as_bytes()).unwrap();
-    }
+    // Two requests that hold their slot: headers and the first byte of the body sent.
+    let bodies: Vec<String> = (0..2)
+        .map(|_| notification(&unique("holder"), "CUSTOMER_DELETED", 1, None).to_string())
+        .collect();
+    let mut holders: Vec<TcpStream> = bodies
+        .iter()
+        .map(|body| {
+            let mut stream = connect(&app);
+            let head = format!(
+                "POST /webhook HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\nContent-Length: {}\r\n\r\n{}",
+                body.len(),
+                &body[..1]
+            );
+            stream.write_all(head.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
     let (status, body) = eventually("the third request to be refused", || async {
         let (status, body) = app
             .notify("berlin", &unique("third"), "CUSTOMER_DELETED", 1)
@@ -94,7 +104,23 @@ async fn requests_beyond_the_in_flight_cap_get_503_and_work_resumes() {
         (status, body["error"].as_str()),
         (503, Some("busy, please retry"))
     );
-    // Once the holders time out, requests go through again.
+    // The holders finish their bodies: both are accepted, and the slots are free again.
+    let answers = actix_web::rt::task::spawn_blocking(move || {
+        holders
+            .iter_mut()
+            .zip(&bodies)
+            .map(|(stream, body)| {
+                stream.write_all(&body.as_bytes()[1..]).unwrap();
+                status_line(stream)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert!(
+        answers.iter().all(|line| line.contains(" 200 ")),
+        "{answers:?}"
+    );
     eventually("the slots to free up", || async {
         let (status, _) = app
             .notify("berlin", &unique("later"), "CUSTOMER_DELETED", 1)
@@ -102,7 +128,6 @@ async fn requests_beyond_the_in_flight_cap_get_503_and_work_resumes() {
         (status == 200).then_some(())
     })
     .await;
-    drop(holders);
     app.stop().await;
 }
 
