@@ -88,6 +88,10 @@ fn main() {
     // How far delivery is behind: memory that grows with the backlog is not a leak.
     let backlog = backlog(admin);
     println!("backlog at the end: {backlog:.0} events not yet delivered");
+    println!(
+        "threads: at most {} in the process during the load (relay, simulated Open API, load)",
+        report.peak_threads
+    );
     relay.stop();
     let samples = &report.rss_samples_kib;
     let second_half = &samples[samples.len() / 2..];

@@ -37,6 +37,20 @@ pub enum StartError {
     Bind { addr: SocketAddr, reason: String },
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error("cannot start the studios' threads: {0}")]
+    Threads(std::io::Error),
+}
+
+/// A thread for studio actors. Its file sinks append on blocking threads, which tokio would
+/// otherwise add up to 512 of, one per waiting fsync, each keeping a stack and an allocator
+/// cache for ten seconds after. No more run at once than there are file writes allowed.
+fn studio_thread() -> std::io::Result<Arbiter> {
+    Arbiter::try_with_tokio_rt(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(crate::sink::FILE_WRITES_AT_ONCE)
+            .build()
+    })
 }
 
 /// A started relay. Run it with [`Relay::run`]; stop it with its [`RelayHandle`], SIGINT or SIGTERM.
@@ -63,7 +77,10 @@ impl Relay {
         // Studio actors live on their own threads, apart from the HTTP workers, so a burst of
         // enrichment or sink work never delays an acknowledgement.
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
+        let arbiters = (0..threads)
+            .map(|_| studio_thread())
+            .collect::<Result<Vec<Arbiter>, _>>()
+            .map_err(StartError::Threads)?;
         let (studios, _) = Studios::start(
             &config.tenants.dir,
             arbiters.iter().map(Arbiter::handle).collect(),

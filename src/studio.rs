@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::openapi::{route, route_for, Answer, OpenApiClient, Route, ENDPOINTS};
 use crate::outbound::Outbound;
 use crate::ratelimit::{Budget, BudgetSnapshot, WINDOW};
-use crate::sink::Sink;
+use crate::sink::{FileWrites, Sink};
 use crate::status::{EndpointUse, StudioState, StudioStatus};
 use crate::store::{InboxEntry, Store};
 use crate::tenant::Tenant;
@@ -48,6 +48,7 @@ pub struct StudioDeps {
     pub wake: Arc<Notify>,
     pub dead_letter_after: Duration,
     pub outbound: Outbound,
+    pub file_writes: FileWrites,
 }
 
 /// A new version of the studio's tenant file: the worker restarts with it. Cancelling the old
@@ -252,7 +253,7 @@ impl Worker {
             .sinks
             .iter()
             .zip(tenant.sink_keys())
-            .map(|(s, key)| Sink::new(s, &deps.outbound).map(|sink| (key, sink)))
+            .map(|(s, key)| Sink::new(s, &deps.outbound, &deps.file_writes).map(|sink| (key, sink)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
         Ok(Worker {

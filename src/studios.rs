@@ -16,6 +16,7 @@ use crate::activity::Activity;
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
 use crate::registry::{self, DirError, Registry, StudioHandle};
+use crate::sink::FileWrites;
 use crate::status::StudioStatus;
 use crate::store::Store;
 use crate::studio::{Reconfigure, Retire, StudioActor, StudioDeps};
@@ -41,6 +42,7 @@ pub struct Studios {
     activity: Arc<Activity>,
     dead_letter_after: Duration,
     outbound: Outbound,
+    file_writes: FileWrites,
     /// Reloads are applied one at a time.
     reloading: Mutex<()>,
 }
@@ -65,6 +67,7 @@ impl Studios {
             activity,
             dead_letter_after,
             outbound: Outbound::default(),
+            file_writes: FileWrites::default(),
             reloading: Mutex::new(()),
         };
         let report = studios.reload()?;
@@ -179,6 +182,7 @@ impl Studios {
             status: status.clone(),
             dead_letter_after: self.dead_letter_after,
             outbound: self.outbound.clone(),
+            file_writes: self.file_writes.clone(),
         };
         let i = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
         let t = tenant.clone();

@@ -31,6 +31,9 @@ pub struct LoadReport {
     /// thread caches keep for reuse; RSS that grows while this does not is pages the allocator
     /// holds beyond that.
     pub allocated_samples_kib: Vec<u64>,
+    /// The most threads the process had at one of those moments: each holds a stack and an
+    /// allocator cache, so a pool that grows with load shows up here before it does in RSS.
+    pub peak_threads: u64,
 }
 
 impl LoadReport {
@@ -69,14 +72,16 @@ where
     let body = Arc::new(body);
     let stop = Arc::new(AtomicBool::new(false));
     let peak = Arc::new(AtomicU64::new(rss_kib()));
+    let peak_threads = Arc::new(AtomicU64::new(threads()));
     let sampler = {
-        let (stop, peak) = (stop.clone(), peak.clone());
+        let (stop, peak, peak_threads) = (stop.clone(), peak.clone(), peak_threads.clone());
         thread::spawn(move || {
             let mut samples = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let rss = rss_kib();
                 samples.push((rss, allocated_kib()));
                 peak.fetch_max(rss, Ordering::Relaxed);
+                peak_threads.fetch_max(threads(), Ordering::Relaxed);
                 thread::sleep(Duration::from_millis(100));
             }
             samples
@@ -149,6 +154,7 @@ where
         peak_rss_mib: peak.load(Ordering::Relaxed) as f64 / 1024.0,
         rss_samples_kib,
         allocated_samples_kib,
+        peak_threads: peak_threads.load(Ordering::Relaxed),
     }
 }
 
@@ -213,10 +219,20 @@ impl Connection {
 
 /// Resident memory of this process, KiB.
 pub fn rss_kib() -> u64 {
+    process_status("VmRSS:")
+}
+
+/// Threads of this process.
+pub fn threads() -> u64 {
+    process_status("Threads:")
+}
+
+/// A number from the kernel's status file of this process, 0 if it has none.
+fn process_status(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)

@@ -9,7 +9,7 @@ use crate::outbound::Outbound;
 use crate::tenant::SinkSettings;
 
 pub use command::CommandSink;
-pub use file::FileSink;
+pub use file::{FileSink, FileWrites, FILE_WRITES_AT_ONCE};
 pub use http::{sign, signing_key, HttpSink};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,9 +24,15 @@ pub enum Sink {
 
 impl Sink {
     /// Builds a sink; the http sink's client is made here, so call it on the thread that uses it.
-    pub fn new(settings: &SinkSettings, outbound: &Outbound) -> Result<Sink, SinkError> {
+    pub fn new(
+        settings: &SinkSettings,
+        outbound: &Outbound,
+        file_writes: &FileWrites,
+    ) -> Result<Sink, SinkError> {
         Ok(match settings {
-            SinkSettings::File { path } => Sink::File(FileSink::new(path.clone())),
+            SinkSettings::File { path } => {
+                Sink::File(FileSink::new(path.clone(), file_writes.clone()))
+            }
             SinkSettings::Http {
                 url,
                 secret,
