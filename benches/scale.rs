@@ -63,6 +63,30 @@ fn main() {
         idle as f64 / 1024.0
     );
 
+    // Undelivered events every 5 s: a bound on sink work that cannot keep up shows as a
+    // backlog that keeps growing, where a steady one is only events in flight.
+    let backlogs = {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = thread::spawn({
+            let done = done.clone();
+            move || {
+                let mut seen = Vec::new();
+                let mut next = Instant::now();
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    if Instant::now() >= next {
+                        seen.push(backlog(admin));
+                        next += Duration::from_secs(5);
+                    }
+                    thread::sleep(Duration::from_millis(50));
+                }
+                seen
+            }
+        });
+        move || {
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            sampler.join().unwrap_or_default()
+        }
+    };
     let report = run_paced_load(addr, CONNECTIONS, secs, rate, |c, n| {
         let studio = (c * 7919 + n as usize) % STUDIOS;
         // One in ten needs a fetch; the rest are delivered without one.
@@ -88,6 +112,8 @@ fn main() {
     // How far delivery is behind: memory that grows with the backlog is not a leak.
     let backlog = backlog(admin);
     println!("backlog at the end: {backlog:.0} events not yet delivered");
+    let every_5s: Vec<String> = backlogs().iter().map(|b| format!("{b:.0}")).collect();
+    println!("backlog every 5 s during the load: {}", every_5s.join(" "));
     println!(
         "threads: at most {} in the process during the load (relay, simulated Open API, load)",
         report.peak_threads

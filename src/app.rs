@@ -41,14 +41,17 @@ pub enum StartError {
     Threads(std::io::Error),
 }
 
-/// A thread for studio actors. Its file sinks append on blocking threads, which tokio would
-/// otherwise add up to 512 of, one per waiting fsync, each keeping a stack and an allocator
-/// cache for ten seconds after. No more run at once than there are file writes allowed.
-fn studio_thread() -> std::io::Result<Arbiter> {
-    Arbiter::try_with_tokio_rt(|| {
+/// A thread for studio actors, one of `threads`. Its file sinks append on blocking threads,
+/// which tokio would otherwise add up to 512 of per studio thread, one per waiting fsync, each
+/// keeping a stack and an allocator cache for ten seconds after. Capped so that all studio
+/// threads together have about as many as file writes may run at once. (awc's DNS lookups use
+/// these threads too; they wait behind at most that many writes.)
+fn studio_thread(threads: usize) -> std::io::Result<Arbiter> {
+    let blocking = crate::sink::FILE_WRITES_AT_ONCE.div_ceil(threads.max(1));
+    Arbiter::try_with_tokio_rt(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .max_blocking_threads(crate::sink::FILE_WRITES_AT_ONCE)
+            .max_blocking_threads(blocking)
             .build()
     })
 }
@@ -78,7 +81,7 @@ impl Relay {
         // enrichment or sink work never delays an acknowledgement.
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let arbiters = (0..threads)
-            .map(|_| studio_thread())
+            .map(|_| studio_thread(threads))
             .collect::<Result<Vec<Arbiter>, _>>()
             .map_err(StartError::Threads)?;
         let (studios, _) = Studios::start(
