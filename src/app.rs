@@ -19,6 +19,7 @@ use crate::http::limits::{AuthFailures, InFlight, StudioRates};
 use crate::metrics::Metrics;
 use crate::registry;
 use crate::reload::Reloader;
+use crate::sink::{FileWriters, FILE_WRITES_AT_ONCE};
 use crate::store::{Store, StoreError};
 use crate::studios::Studios;
 
@@ -37,23 +38,8 @@ pub enum StartError {
     Bind { addr: SocketAddr, reason: String },
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
-    #[error("cannot start the studios' threads: {0}")]
-    Threads(std::io::Error),
-}
-
-/// A thread for studio actors, one of `threads`. Its file sinks append on blocking threads,
-/// which tokio would otherwise add up to 512 of per studio thread, one per waiting fsync, each
-/// keeping a stack and an allocator cache for ten seconds after. Capped so that all studio
-/// threads together have about as many as file writes may run at once. (awc's DNS lookups use
-/// these threads too; they wait behind at most that many writes.)
-fn studio_thread(threads: usize) -> std::io::Result<Arbiter> {
-    let blocking = crate::sink::FILE_WRITES_AT_ONCE.div_ceil(threads.max(1));
-    Arbiter::try_with_tokio_rt(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .max_blocking_threads(blocking)
-            .build()
-    })
+    #[error("cannot start the file sinks' writer threads: {0}")]
+    FileWriters(std::io::Error),
 }
 
 /// A started relay. Run it with [`Relay::run`]; stop it with its [`RelayHandle`], SIGINT or SIGTERM.
@@ -65,6 +51,7 @@ pub struct Relay {
     accepting: Arc<AtomicBool>,
     store: Store,
     arbiters: Vec<Arbiter>,
+    file_writers: FileWriters,
     pruner: JoinHandle<()>,
     reloader: Reloader,
 }
@@ -80,10 +67,9 @@ impl Relay {
         // Studio actors live on their own threads, apart from the HTTP workers, so a burst of
         // enrichment or sink work never delays an acknowledgement.
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let arbiters = (0..threads)
-            .map(|_| studio_thread(threads))
-            .collect::<Result<Vec<Arbiter>, _>>()
-            .map_err(StartError::Threads)?;
+        let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
+        let file_writers =
+            FileWriters::start(FILE_WRITES_AT_ONCE).map_err(StartError::FileWriters)?;
         let (studios, _) = Studios::start(
             &config.tenants.dir,
             arbiters.iter().map(Arbiter::handle).collect(),
@@ -91,6 +77,7 @@ impl Relay {
             metrics.clone(),
             activity.clone(),
             config.delivery.dead_letter_after,
+            file_writers.writes(),
         )?;
         let studios = Arc::new(studios);
         let registry = studios.registry();
@@ -182,6 +169,7 @@ impl Relay {
             accepting,
             store,
             arbiters,
+            file_writers,
             pruner,
             reloader,
         })
@@ -222,6 +210,14 @@ impl Relay {
         }
         for arbiter in self.arbiters {
             let _ = actix_web::rt::task::spawn_blocking(move || arbiter.join()).await;
+        }
+        // A file write outlives its studio's stopped delivery; the event stays queued and is
+        // delivered again after a restart, but a line left half written there is avoidable.
+        if !self.file_writers.finish(SHUTDOWN_GRACE).await {
+            tracing::warn!(
+                grace_secs = SHUTDOWN_GRACE.as_secs(),
+                "file sink writes still under way at exit; their events are delivered again after a restart"
+            );
         }
         if let Err(e) = self.store.sync().await {
             tracing::error!(error = %e, "final flush failed");

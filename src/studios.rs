@@ -56,6 +56,7 @@ impl Studios {
         metrics: Arc<Metrics>,
         activity: Arc<Activity>,
         dead_letter_after: Duration,
+        file_writes: FileWrites,
     ) -> Result<(Studios, ReloadReport), DirError> {
         let studios = Studios {
             dir: dir.to_path_buf(),
@@ -67,7 +68,7 @@ impl Studios {
             activity,
             dead_letter_after,
             outbound: Outbound::default(),
-            file_writes: FileWrites::default(),
+            file_writes,
             reloading: Mutex::new(()),
         };
         let report = studios.reload()?;

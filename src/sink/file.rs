@@ -6,32 +6,75 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Semaphore;
 
 use super::SinkError;
 
-/// How many file appends run at once, over all studios. Each runs on a blocking thread, and an
-/// unbounded number of them grew the thread pools to over 500 threads at 1,000 studios, each
-/// waiting on its own fsync and each holding a stack and an allocator cache. The disk completes
-/// concurrent syncs in shared journal commits, so the bound must not be too tight either: at 16
-/// the scale bench's undelivered backlog grew to thousands of events, at 64 it stayed as small as
-/// without a bound.
+/// How many file appends run at once, over all studios. Without a bound, 1,000 studios with
+/// file sinks kept over 500 threads, one per waiting fsync. Too tight a bound lets deliveries
+/// fall behind, since the disk completes concurrent syncs in shared journal commits; the
+/// README's Performance section has the measurements behind 64.
 pub const FILE_WRITES_AT_ONCE: usize = 64;
 
-/// The permits every file sink takes before it writes; shared by all studios.
-#[derive(Clone)]
-pub struct FileWrites(Arc<Semaphore>);
+/// The threads file sinks write on. They are apart from the studio threads' own blocking
+/// threads, which also resolve host names for Open API and http sink requests: those must not
+/// wait behind a slow disk, nor behind a write that never returns (a hung network mount).
+pub struct FileWriters {
+    runtime: Option<Runtime>,
+    writes: FileWrites,
+}
 
-impl FileWrites {
-    pub fn new(at_once: usize) -> FileWrites {
-        FileWrites(Arc::new(Semaphore::new(at_once.max(1))))
+/// What a file sink needs to write: a permit, then one of the writer threads. Shared by all
+/// studios.
+#[derive(Clone)]
+pub struct FileWrites {
+    permits: Arc<Semaphore>,
+    at_once: usize,
+    threads: Handle,
+}
+
+impl FileWriters {
+    pub fn start(at_once: usize) -> std::io::Result<FileWriters> {
+        let at_once = at_once.max(1);
+        // Only its blocking threads are used; nothing drives the runtime itself.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(at_once)
+            .thread_name("gymrelay-file-write")
+            .build()?;
+        let writes = FileWrites {
+            permits: Arc::new(Semaphore::new(at_once)),
+            at_once,
+            threads: runtime.handle().clone(),
+        };
+        Ok(FileWriters {
+            runtime: Some(runtime),
+            writes,
+        })
+    }
+
+    pub fn writes(&self) -> FileWrites {
+        self.writes.clone()
+    }
+
+    /// Waits until every write under way has ended, at most `grace`; false if some had not.
+    /// Call it once the studios are stopped, so that none starts meanwhile.
+    pub async fn finish(&self, grace: Duration) -> bool {
+        let every_permit = self.writes.permits.acquire_many(self.writes.at_once as u32);
+        tokio::time::timeout(grace, every_permit).await.is_ok()
     }
 }
 
-impl Default for FileWrites {
-    fn default() -> Self {
-        FileWrites::new(FILE_WRITES_AT_ONCE)
+impl Drop for FileWriters {
+    fn drop(&mut self) {
+        // Dropping a runtime waits for its threads, which must not happen on an async thread; a
+        // write still under way then ends on its own (its event is delivered again after a
+        // restart, as for any delivery a stop interrupts).
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
@@ -65,18 +108,20 @@ impl FileSink {
         // was cancelled meanwhile, so the bound holds for the threads themselves.
         let permit = self
             .writes
-            .0
+            .permits
             .clone()
             .acquire_owned()
             .await
-            .map_err(|e| SinkError(format!("file sink closed: {e}")))?;
-        actix_web::rt::task::spawn_blocking(move || {
-            let appended = append(&path, &lines);
-            drop(permit);
-            appended
-        })
-        .await
-        .map_err(|e| SinkError(format!("file sink task failed: {e}")))?
+            .expect("the file-write permits are never closed");
+        self.writes
+            .threads
+            .spawn_blocking(move || {
+                let appended = append(&path, &lines);
+                drop(permit);
+                appended
+            })
+            .await
+            .map_err(|e| SinkError(format!("file sink task failed: {e}")))?
     }
 }
 
@@ -142,7 +187,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.ndjson");
         std::fs::write(&path, b"{\"id\":\"a\"}\n{\"id\":\"b\"").unwrap();
-        let sink = FileSink::new(path.clone(), FileWrites::default());
+        let writers = FileWriters::start(1).unwrap();
+        let sink = FileSink::new(path.clone(), writers.writes());
         sink.deliver_lines(&[b"{\"id\":\"c\"}", b"{\"id\":\"d\"}"])
             .await
             .unwrap();
@@ -154,59 +200,75 @@ mod tests {
         );
     }
 
-    /// A write keeps its permit until it ends, even when its delivery is cancelled (a pause):
-    /// the bound is on the threads, not on the deliveries that wait for them. The stuck write
-    /// is a real one, into a pipe nobody reads yet.
+    /// A delivery cancelled while it waits for a permit (a pause) never writes, and the write
+    /// under way keeps its permit until it ends, though its delivery was cancelled too: the
+    /// relay waits for it when it stops. The stuck write is a real one, into a pipe nobody
+    /// reads yet.
+    #[cfg(target_os = "linux")]
     #[actix_rt::test]
-    async fn a_cancelled_write_holds_its_permit_until_it_ends() {
+    async fn cancelled_deliveries_never_write_and_a_write_under_way_keeps_its_permit() {
         let dir = tempfile::tempdir().unwrap();
-        let pipe = dir.path().join("stuck");
+        // /proc/self/fd shows resolved paths; the temp dir may sit behind a symlink.
+        let pipe = dir.path().canonicalize().unwrap().join("stuck");
         let made = std::process::Command::new("mkfifo").arg(&pipe).status();
         assert!(made.unwrap().success());
-        let writes = FileWrites::new(1);
-        let stuck = FileSink::new(pipe.clone(), writes.clone());
-        // More than a pipe holds (64 KiB), so the write blocks until the pipe is read.
-        let line = vec![b'x'; 256 * 1024];
+        // The test's own end of the pipe, opened first: on Linux opening a pipe for reading and
+        // writing never blocks, and it keeps what the sink writes until the test reads it.
+        let mut reader = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&pipe)
+            .unwrap();
+        let writers = FileWriters::start(1).unwrap();
+        let sink = |path: PathBuf| FileSink::new(path, writers.writes());
+        // More than any pipe holds by default (64 KiB, or 1 MiB with 64 KiB pages), so the
+        // write blocks until the test reads.
+        let line = vec![b'x'; 4 << 20];
         let expected = line.len() + 1;
-        let delivery = actix_rt::spawn(async move { stuck.deliver(&line).await });
+        let stuck = sink(pipe.clone());
+        let stuck = actix_rt::spawn(async move { stuck.deliver(&line).await });
         let started = std::time::Instant::now();
-        while !open_here(&pipe) {
+        while times_open(&pipe) < 2 {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "the write never began"
             );
             actix_rt::time::sleep(Duration::from_millis(10)).await;
         }
-        delivery.abort();
-
-        let out = dir.path().join("out.ndjson");
-        let next = FileSink::new(out.clone(), writes);
-        let next = actix_rt::spawn(async move { next.deliver(b"{}").await });
-        // Waiting is the only way to see that something does not happen; the write it waits
-        // for takes a millisecond once it has a permit.
-        actix_rt::time::sleep(Duration::from_millis(300)).await;
-        let ran_meanwhile = out.exists();
+        stuck.abort();
+        let (paused_path, later_path) = (dir.path().join("paused"), dir.path().join("later"));
+        let paused = sink(paused_path.clone());
+        let paused = actix_rt::spawn(async move { paused.deliver(b"{}").await });
+        actix_rt::task::yield_now().await;
+        paused.abort();
+        let later = sink(later_path.clone());
+        let later = actix_rt::spawn(async move { later.deliver(b"{}").await });
+        // Waiting is the only way to see that something does not happen.
+        let finished_while_stuck = writers.finish(Duration::from_millis(300)).await;
 
         // Drained before any assertion, or a failing test would hang on the stuck thread.
         let drained = actix_rt::task::spawn_blocking(move || {
             let mut all = vec![0; expected];
-            File::open(&pipe).and_then(|mut p| p.read_exact(&mut all))
+            reader.read_exact(&mut all)
         });
         drained.await.unwrap().unwrap();
         assert!(
-            !ran_meanwhile,
-            "a second write ran while the first held the only permit"
+            !finished_while_stuck,
+            "the cancelled write gave up its permit before it ended"
         );
-        next.await.unwrap().unwrap();
-        assert_eq!(std::fs::read_to_string(&out).unwrap(), "{}\n");
+        later.await.unwrap().unwrap();
+        assert_eq!(std::fs::read_to_string(&later_path).unwrap(), "{}\n");
+        assert!(!paused_path.exists(), "a cancelled delivery wrote");
+        assert!(writers.finish(Duration::from_secs(10)).await);
     }
 
-    /// Whether this process has `path` open.
-    fn open_here(path: &Path) -> bool {
+    /// How many of this process's open files are `path`.
+    fn times_open(path: &Path) -> usize {
         std::fs::read_dir("/proc/self/fd")
             .into_iter()
             .flatten()
             .flatten()
-            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == path))
+            .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == path))
+            .count()
     }
 }

@@ -9,7 +9,7 @@ use crate::outbound::Outbound;
 use crate::tenant::SinkSettings;
 
 pub use command::CommandSink;
-pub use file::{FileSink, FileWrites, FILE_WRITES_AT_ONCE};
+pub use file::{FileSink, FileWriters, FileWrites, FILE_WRITES_AT_ONCE};
 pub use http::{sign, signing_key, HttpSink};
 
 #[derive(Debug, thiserror::Error)]
