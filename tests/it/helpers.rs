@@ -134,6 +134,9 @@ pub struct TestApp {
     pub url: String,
     pub admin_url: String,
     pub handle: RelayHandle,
+    /// The relay's `run`, which after the servers stop also stops the studios and waits for
+    /// their file writes; awaited by `stop`, so the temp dir outlives every write into it.
+    running: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
     client: awc::Client,
 }
 
@@ -153,13 +156,14 @@ pub async fn spawn_app_with(studios: Vec<Studio>, adjust: impl FnOnce(&mut Confi
     let url = format!("{}://{}", if tls { "https" } else { "http" }, relay.addr());
     let admin_url = format!("http://{}", relay.admin_addr());
     let handle = relay.handle();
-    actix_web::rt::spawn(relay.run());
+    let running = actix_web::rt::spawn(relay.run());
     TestApp {
         dir,
         sim,
         url,
         admin_url,
         handle,
+        running,
         client: awc::Client::default(),
     }
 }
@@ -231,6 +235,7 @@ impl TestApp {
 
     pub async fn stop(self) {
         self.handle.stop().await;
+        let _ = self.running.await;
         self.sim.stop().await;
     }
 }
