@@ -62,8 +62,12 @@ async fn events_wait_through_open_api_failures_and_nothing_is_dropped() {
     })
     .await;
     assert!(read_ndjson(&app.output("berlin")).is_empty());
-    let studios = app.admin_json("GET", "/api/studios").await;
-    assert_eq!(studios["studios"][0]["state"], "credentials_rejected");
+    // The simulator records the 401 as it answers; the relay takes it in a moment later.
+    eventually("the studio to show its key rejected", || async {
+        let studios = app.admin_json("GET", "/api/studios").await;
+        (studios["studios"][0]["state"] == "credentials_rejected").then_some(())
+    })
+    .await;
 
     // Once the Open API is fixed the kept event goes through. The credentials backoff is long,
     // so a pause and resume makes the studio try again now.
