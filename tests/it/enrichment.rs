@@ -129,11 +129,13 @@ async fn fetches_per_event_family_with_the_studios_key() {
 async fn events_needing_the_same_request_share_one_answer() {
     use gymrelay::simulate::Fault;
     let app = spawn_app(vec![Studio::new("berlin"), Studio::new("hamburg")]).await;
-    // A slow Open API: the first fetch is in flight while the rest queue up.
+    // A slow Open API, and the studio paused while the webhooks arrive, so that all of them are
+    // queued before the first fetch however slowly this machine takes them in.
     app.sim.set_fault(
         "berlin",
         Fault::Delay(std::time::Duration::from_millis(300)),
     );
+    app.admin_json("POST", "/api/studios/berlin/pause").await;
     let ids: Vec<String> = (0..50).map(|i| format!("{}-{i}", unique("same"))).collect();
     for id in &ids {
         assert_eq!(
@@ -146,6 +148,7 @@ async fn events_needing_the_same_request_share_one_answer() {
         .await;
     app.notify("hamburg", &unique("h"), "CUSTOMER_UPDATED", 42)
         .await;
+    app.admin_json("POST", "/api/studios/berlin/resume").await;
 
     let events = app.delivered("berlin", 51).await;
     let delivered: Vec<&str> = events[..50]
