@@ -169,16 +169,17 @@ async fn issues_a_certificate_from_pebble_and_serves_it_from_the_cache_after_a_r
         200
     );
     drop(stream);
+    // The certificate is served first and written to the cache a moment later.
+    eventually("the certificate in the cache", || {
+        let cached = std::fs::read_dir(&cache)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("cached_cert_"));
+        async move { cached.then_some(()) }
+    })
+    .await;
     app.stop().await;
-
-    let cached: Vec<_> = std::fs::read_dir(&cache)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(
-        cached.iter().any(|f| f.starts_with("cached_cert_")),
-        "{cached:?}"
-    );
 
     // Without the CA, a restart serves the cached certificate.
     drop(pebble);
