@@ -37,7 +37,8 @@ async fn the_studio_never_exceeds_its_budget_per_endpoint() {
         (studios["studios"][0]["inbox_depth"] == 4).then_some(())
     })
     .await;
-    // And then nothing more happens within the minute.
+    // And then nothing more happens over the next half second: a sixth fetch would go out at
+    // once if the budget let it.
     let studios = settle(&app, 10).await;
     let berlin = &studios["studios"][0];
     assert_eq!(berlin["budget"]["/v1/customers/{id}"]["used"], 5);

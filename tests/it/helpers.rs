@@ -235,7 +235,10 @@ impl TestApp {
 
     pub async fn stop(self) {
         self.handle.stop().await;
-        let _ = self.running.await;
+        self.running
+            .await
+            .expect("the relay's run did not panic")
+            .expect("the relay stopped cleanly");
         self.sim.stop().await;
     }
 }

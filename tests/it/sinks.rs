@@ -184,7 +184,7 @@ async fn a_backlog_reaches_every_sink_once_and_in_order_when_one_fails_midway() 
         Some(40),
         "the backlog went to the file sink as one batch"
     );
-    let count = |metrics: &str, result: &str, sink: &str| {
+    let count_in = |metrics: &str, result: &str, sink: &str| {
         metrics
             .lines()
             .find(|l| {
@@ -197,10 +197,10 @@ async fn a_backlog_reaches_every_sink_once_and_in_order_when_one_fails_midway() 
     // The receiver records the last event before its answer reaches the relay and is counted.
     let metrics = eventually("the last http delivery to be counted", || async {
         let metrics = app.admin("GET", "/metrics").await.1;
-        (count(&metrics, "delivered", "http:") == Some(40)).then_some(metrics)
+        (count_in(&metrics, "delivered", "http:") == Some(40)).then_some(metrics)
     })
     .await;
-    let count = |result: &str, sink: &str| count(&metrics, result, sink);
+    let count = |result: &str, sink: &str| count_in(&metrics, result, sink);
     assert_eq!(count("delivered", "file:"), Some(40), "{metrics}");
     assert_eq!(count("delivered", "http:"), Some(40), "{metrics}");
     assert_eq!(count("failed", "http:"), Some(2), "{metrics}");
