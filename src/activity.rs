@@ -50,7 +50,7 @@ pub struct Activity {
 
 impl Activity {
     pub fn record(&self, event: RecentEvent) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = crate::lock::lock(&self.inner);
         let minute_start = event.at_ms - event.at_ms.rem_euclid(60_000);
         let minutes = inner.minutes.entry(event.studio.clone()).or_default();
         if minutes.back().is_none_or(|m| m.at_ms < minute_start) {
@@ -81,13 +81,13 @@ impl Activity {
 
     /// Newest first.
     pub fn recent(&self, limit: usize) -> Vec<RecentEvent> {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = crate::lock::lock(&self.inner);
         inner.recent.iter().rev().take(limit).cloned().collect()
     }
 
     /// The last hour of `studio`, one entry per minute, oldest first, empty minutes included.
     pub fn minutes(&self, studio: &str, now_ms: i64) -> Vec<Minute> {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = crate::lock::lock(&self.inner);
         let current = now_ms - now_ms.rem_euclid(60_000);
         let recorded = inner.minutes.get(studio);
         (0..MINUTES as i64)

@@ -11,6 +11,7 @@ pub mod dead_letters_cli;
 pub mod demo;
 pub mod event;
 pub mod http;
+mod lock;
 pub mod metrics;
 pub mod openapi;
 pub mod outbound;

@@ -94,7 +94,6 @@ impl StudioStatus {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, StatusSnapshot> {
-        // A panic while holding this lock leaves plain data behind; keep serving it.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock::lock(&self.inner)
     }
 }

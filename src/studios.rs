@@ -98,7 +98,7 @@ impl Studios {
     /// Reads the directory again and applies the difference. Studios that did not change are
     /// not touched; their in-flight work continues.
     pub fn reload(&self) -> Result<ReloadReport, DirError> {
-        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let _one_at_a_time = crate::lock::lock(&self.reloading);
         let loaded = registry::load_dir(&self.dir)?;
         let old = self.current.load_full();
         let mut next = Registry::default();

@@ -117,7 +117,7 @@ impl AuthFailures {
         let Some(ip) = source else {
             return "unknown".into();
         };
-        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sources = crate::lock::lock(&self.sources);
         if sources.contains(&ip) || sources.len() < MAX_SOURCES {
             sources.insert(ip);
             ip.to_string()

@@ -59,6 +59,6 @@ impl Counts {
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, usize>> {
-        super::lock(&self.by_studio)
+        crate::lock::lock(&self.by_studio)
     }
 }

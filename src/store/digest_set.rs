@@ -18,7 +18,7 @@ use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard};
 
 use super::digest::UuidDigest;
-use super::lock;
+use crate::lock::lock;
 
 /// Enough that each stripe stays a few thousand entries (a memmove of tens of KiB on insert)
 /// at 10 million uuids, for 128 KiB when empty.

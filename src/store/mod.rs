@@ -470,12 +470,6 @@ fn transaction_result<T>(result: Result<T, TransactionError<()>>) -> Result<T, S
     }
 }
 
-/// Locks `mutex` even if a thread panicked while holding it: the counts, sets and lists the
-/// store guards are changed by single calls that leave them whole.
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// The sequence at the end of an inbox key.
 fn sequence_of(key: &[u8]) -> u64 {
     let tail = &key[key.len().saturating_sub(8)..];

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use super::digest::{UuidDigest, DIGEST_BYTES};
 use super::digest_set::{DigestSet, Stripe};
-use super::lock;
+use crate::lock::lock;
 
 /// Chunks as the group commit writes them: `newest_first_seen_ms (u64 BE) ++ id (u64 BE)` ->
 /// digests, 16 bytes each.
