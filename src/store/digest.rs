@@ -10,7 +10,8 @@ pub(super) const DIGEST_BYTES: usize = 16;
 /// The first 128 bits of SHA-256 over `studio \0 uuid`. On disk all 128 bits are kept, so
 /// equal digests mean the same uuid of the same studio, even for a sender choosing uuids. In
 /// memory only the first 96 are (see `digest_set`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+// Ordered as its bytes on disk: a u128 read big-endian sorts like those bytes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) struct UuidDigest(u128);
 
 impl UuidDigest {
@@ -28,10 +29,7 @@ impl UuidDigest {
     }
 
     fn from_sha256(hash: &[u8]) -> UuidDigest {
-        let first: [u8; DIGEST_BYTES] = hash[..DIGEST_BYTES]
-            .try_into()
-            .expect("SHA-256 is 32 bytes");
-        UuidDigest(u128::from_be_bytes(first))
+        UuidDigest::read(hash).expect("SHA-256 is 32 bytes")
     }
 
     /// Reads the first [`DIGEST_BYTES`] of `bytes`, as written by [`UuidDigest::to_be_bytes`].

@@ -239,7 +239,9 @@ impl SeenMarks {
 
     /// Rewrites the marks of an earlier layout as chunks in time order, then drops its tree.
     /// Safe to repeat after a crash: a digest already remembered is skipped, so a uuid keeps
-    /// one mark even when an old tree comes back after a downgrade.
+    /// one mark even when an old tree comes back after a downgrade. That mark is the one
+    /// already in chunks, even if the old tree's is newer; finding and removing a digest in a
+    /// chunk would cost more than forgetting such a uuid early, once, after a downgrade.
     fn convert(
         &self,
         db: &sled::Db,
@@ -256,8 +258,8 @@ impl SeenMarks {
                 }
             }
         }
-        // One mark per uuid, the newest: remembered the longest.
-        marks.sort_unstable_by_key(|(at, digest)| (digest.to_be_bytes(), std::cmp::Reverse(*at)));
+        // Within this layout, one mark per uuid, the newest: remembered the longest.
+        marks.sort_unstable_by_key(|(at, digest)| (*digest, std::cmp::Reverse(*at)));
         marks.dedup_by_key(|(_, digest)| *digest);
         let digests: Vec<UuidDigest> = marks.iter().map(|(_, digest)| *digest).collect();
         self.digests.insert_many(&digests);
@@ -398,7 +400,7 @@ mod tests {
     }
 
     #[test]
-    fn a_uuid_marked_in_both_layouts_keeps_the_newer_mark_only() {
+    fn a_uuid_already_in_chunks_keeps_that_mark_over_an_earlier_layouts() {
         let (_dir, db) = db();
         {
             let marks = SeenMarks::open(&db).unwrap();
@@ -414,10 +416,29 @@ mod tests {
         assert_eq!(
             marks.tree.len() + marks.packed.len(),
             1,
-            "the older mark was not added"
+            "the earlier layout's mark was not added"
         );
         assert_eq!(marks.prune(2_000).unwrap(), 0);
         assert!(marks.claim(berlin("u1")).already_seen());
+    }
+
+    /// The rule holds when the earlier layout's mark is the newer one too (a downgrade that
+    /// took webhooks): the uuid is forgotten by its chunk's time, up to one retention early.
+    #[test]
+    fn a_uuid_already_in_chunks_keeps_that_mark_even_when_the_earlier_layouts_is_newer() {
+        let (_dir, db) = db();
+        {
+            let marks = SeenMarks::open(&db).unwrap();
+            marks.claim(berlin("u1")).mark(1_000);
+            marks.write_unwritten().unwrap();
+        }
+        let old = db.open_tree(UUID_KEYED_MARKS).unwrap();
+        old.insert(b"berlin\0u1", &9_000i64.to_be_bytes()).unwrap();
+
+        let marks = SeenMarks::open(&db).unwrap();
+        assert_eq!(marks.tree.len() + marks.packed.len(), 1);
+        assert_eq!(marks.prune(2_000).unwrap(), 1);
+        assert!(!marks.claim(berlin("u1")).already_seen());
     }
 
     #[test]
