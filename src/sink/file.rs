@@ -25,6 +25,7 @@ pub const FILE_WRITES_AT_ONCE: usize = 64;
 pub struct FileWriters {
     runtime: Option<Runtime>,
     writes: FileWrites,
+    at_once: usize,
 }
 
 /// What a file sink needs to write: a permit, then one of the writer threads. Shared by all
@@ -32,7 +33,6 @@ pub struct FileWriters {
 #[derive(Clone)]
 pub struct FileWrites {
     permits: Arc<Semaphore>,
-    at_once: usize,
     threads: Handle,
 }
 
@@ -46,12 +46,12 @@ impl FileWriters {
             .build()?;
         let writes = FileWrites {
             permits: Arc::new(Semaphore::new(at_once)),
-            at_once,
             threads: runtime.handle().clone(),
         };
         Ok(FileWriters {
             runtime: Some(runtime),
             writes,
+            at_once,
         })
     }
 
@@ -62,7 +62,7 @@ impl FileWriters {
     /// Waits until every write under way has ended, at most `grace`; false if some had not.
     /// Call it once the studios are stopped, so that none starts meanwhile.
     pub async fn finish(&self, grace: Duration) -> bool {
-        let every_permit = self.writes.permits.acquire_many(self.writes.at_once as u32);
+        let every_permit = self.writes.permits.acquire_many(self.at_once as u32);
         tokio::time::timeout(grace, every_permit).await.is_ok()
     }
 }
@@ -239,7 +239,9 @@ mod tests {
         let (paused_path, later_path) = (dir.path().join("paused"), dir.path().join("later"));
         let paused = sink(paused_path.clone());
         let paused = actix_rt::spawn(async move { paused.deliver(b"{}").await });
-        actix_rt::task::yield_now().await;
+        // Long enough for it to be waiting for the permit, not merely spawned.
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        assert!(!paused.is_finished());
         paused.abort();
         let later = sink(later_path.clone());
         let later = actix_rt::spawn(async move { later.deliver(b"{}").await });
