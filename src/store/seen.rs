@@ -399,18 +399,18 @@ mod tests {
         assert_eq!(marks.prune(3_001).unwrap(), 1);
     }
 
-    #[test]
-    fn a_uuid_already_in_chunks_keeps_that_mark_over_an_earlier_layouts() {
-        let (_dir, db) = db();
+    /// Marks "u1" in chunks at `in_chunks`, then in the earliest layout at `in_earlier`, as
+    /// after a downgrade that wrote the earlier layout again; opens this version over both.
+    fn marked_in_both_layouts(in_chunks: i64, in_earlier: i64) -> (tempfile::TempDir, SeenMarks) {
+        let (dir, db) = db();
         {
             let marks = SeenMarks::open(&db).unwrap();
-            marks.claim(berlin("u1")).mark(9_000);
+            marks.claim(berlin("u1")).mark(in_chunks);
             marks.write_unwritten().unwrap();
         }
-        // As after a downgrade that wrote the earlier layout again, then this version.
         let old = db.open_tree(UUID_KEYED_MARKS).unwrap();
-        old.insert(b"berlin\0u1", &1_000i64.to_be_bytes()).unwrap();
-
+        old.insert(b"berlin\0u1", &in_earlier.to_be_bytes())
+            .unwrap();
         let marks = SeenMarks::open(&db).unwrap();
         // Converted marks go to the packed tree: counting one tree would miss them.
         assert_eq!(
@@ -418,6 +418,12 @@ mod tests {
             1,
             "the earlier layout's mark was not added"
         );
+        (dir, marks)
+    }
+
+    #[test]
+    fn a_uuid_already_in_chunks_keeps_that_mark_over_an_earlier_layouts() {
+        let (_dir, marks) = marked_in_both_layouts(9_000, 1_000);
         assert_eq!(marks.prune(2_000).unwrap(), 0);
         assert!(marks.claim(berlin("u1")).already_seen());
     }
@@ -426,17 +432,7 @@ mod tests {
     /// took webhooks): the uuid is forgotten by its chunk's time, up to one retention early.
     #[test]
     fn a_uuid_already_in_chunks_keeps_that_mark_even_when_the_earlier_layouts_is_newer() {
-        let (_dir, db) = db();
-        {
-            let marks = SeenMarks::open(&db).unwrap();
-            marks.claim(berlin("u1")).mark(1_000);
-            marks.write_unwritten().unwrap();
-        }
-        let old = db.open_tree(UUID_KEYED_MARKS).unwrap();
-        old.insert(b"berlin\0u1", &9_000i64.to_be_bytes()).unwrap();
-
-        let marks = SeenMarks::open(&db).unwrap();
-        assert_eq!(marks.tree.len() + marks.packed.len(), 1);
+        let (_dir, marks) = marked_in_both_layouts(1_000, 9_000);
         assert_eq!(marks.prune(2_000).unwrap(), 1);
         assert!(!marks.claim(berlin("u1")).already_seen());
     }
