@@ -156,25 +156,36 @@ impl DigestLoader {
 pub(super) struct Stripe(Vec<DigestPrefix>);
 
 impl Stripe {
+    /// Where `digest` is (`Ok`), or where it would go (`Err`), for [`Stripe::insert_at`].
+    pub(super) fn find(&self, digest: UuidDigest) -> Result<usize, usize> {
+        self.0.binary_search(&digest.into())
+    }
+
+    #[cfg(test)]
     pub(super) fn contains(&self, digest: UuidDigest) -> bool {
-        self.0.binary_search(&digest.into()).is_ok()
+        self.find(digest).is_ok()
     }
 
     /// Returns whether `digest` was new.
+    #[cfg(test)]
     pub(super) fn insert(&mut self, digest: UuidDigest) -> bool {
-        let prefix = DigestPrefix::from(digest);
-        let Err(at) = self.0.binary_search(&prefix) else {
+        let Err(at) = self.find(digest) else {
             return false;
         };
+        self.insert_at(at, digest);
+        true
+    }
+
+    /// Inserts `digest` at `at`, which [`Stripe::find`] gave under the same lock.
+    pub(super) fn insert_at(&mut self, at: usize, digest: UuidDigest) {
         if self.0.len() == self.0.capacity() {
             // An eighth, not the doubling `Vec` would do: at most 12.5 % unused.
             self.0.reserve_exact((self.0.len() / 8).max(16));
         }
-        self.0.insert(at, prefix);
-        true
+        self.0.insert(at, digest.into());
     }
 
-    /// Room for an eighth more, as [`Stripe::insert`] would leave it.
+    /// Room for an eighth more, as [`Stripe::insert_at`] would leave it.
     fn fit(&mut self) {
         let len = self.0.len();
         self.0.shrink_to(len + len / 8);

@@ -63,18 +63,22 @@ pub(super) struct Claim<'a> {
     marks: &'a SeenMarks,
     digest: UuidDigest,
     stripe: MutexGuard<'a, Stripe>,
+    /// The one search of the stripe per uuid; the lock keeps it true until the claim ends.
+    found: Result<usize, usize>,
 }
 
 impl Claim<'_> {
     pub(super) fn already_seen(&self) -> bool {
-        self.stripe.contains(self.digest)
+        self.found.is_ok()
     }
 
     /// Seen from now on; on disk after the next [`SeenMarks::write_unwritten`], which the group
     /// commit runs before its flush.
     pub(super) fn mark(mut self, now_ms: i64) {
         lock(&self.marks.unwritten).push((now_ms, self.digest));
-        self.stripe.insert(self.digest);
+        if let Err(at) = self.found {
+            self.stripe.insert_at(at, self.digest);
+        }
     }
 }
 
@@ -122,10 +126,13 @@ impl SeenMarks {
 
     /// Held for a few microseconds of in-memory work; never across an await.
     pub(super) fn claim(&self, digest: UuidDigest) -> Claim<'_> {
+        let stripe = self.digests.stripe(digest);
+        let found = stripe.find(digest);
         Claim {
             marks: self,
             digest,
-            stripe: self.digests.stripe(digest),
+            stripe,
+            found,
         }
     }
 
