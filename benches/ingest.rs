@@ -39,15 +39,7 @@ async fn ceiling(req: HttpRequest, body: web::Bytes, keys: web::Data<Keys>) -> H
 
 fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (sim_tx, sim_rx) = mpsc::channel();
-    thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let sim = start_sim(STUDIOS).await;
-            sim_tx.send(sim.addr()).expect("report");
-            std::future::pending::<()>().await;
-        })
-    });
-    let sim_addr: SocketAddr = sim_rx.recv().expect("sim started");
+    let sim_addr = start_sim_thread(STUDIOS);
     // Each relay has its own data and tenants: the durable run leaves a backlog that waits for
     // the Open API budget, and events behind it in the same studios would wait too.
     let relay_dir = |name: &str| {

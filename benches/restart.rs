@@ -7,7 +7,6 @@
 //! production, then opens the store in a fresh process (this bench, run again) and reports
 //! time to open and resident memory, and the memory each further uuid adds.
 
-#[path = "support/mod.rs"]
 mod support;
 
 use std::time::Instant;
@@ -103,11 +102,10 @@ fn fill_store(dir: &std::path::Path, uuids: usize) {
     );
 }
 
+/// The benches' storage settings, GYMRELAY_BENCH_CACHE_MIB included: sled's cache is what
+/// a reopen fills.
 fn storage(dir: &std::path::Path) -> StorageConfig {
-    StorageConfig {
-        path: dir.join("data"),
-        ..StorageConfig::default()
-    }
+    support::config_in(dir).storage
 }
 
 fn studio(n: usize) -> StudioId {

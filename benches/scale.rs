@@ -8,8 +8,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -26,15 +24,7 @@ fn main() {
         .unwrap_or(10_000.0);
     let secs = seconds(60);
 
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let sim = start_sim(STUDIOS).await;
-            tx.send(sim.addr()).expect("report");
-            std::future::pending::<()>().await;
-        })
-    });
-    let sim_addr: SocketAddr = rx.recv().expect("simulated Open API started");
+    let sim_addr = start_sim_thread(STUDIOS);
     let root = dir.path();
     write_tenants(root, STUDIOS, 900, |id| format!("http://{sim_addr}/{id}"));
     let mut config = config_in(root);
@@ -71,28 +61,8 @@ fn main() {
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or(5);
-    let backlogs = {
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let sampler = thread::spawn({
-            let done = done.clone();
-            move || {
-                let mut seen = Vec::new();
-                let mut next = Instant::now();
-                while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    if backlog_every > 0 && Instant::now() >= next {
-                        seen.push(backlog(admin));
-                        next += Duration::from_secs(backlog_every);
-                    }
-                    thread::sleep(Duration::from_millis(50));
-                }
-                seen
-            }
-        });
-        move || {
-            done.store(true, std::sync::atomic::Ordering::Relaxed);
-            sampler.join().unwrap_or_default()
-        }
-    };
+    let backlogs = (backlog_every > 0)
+        .then(|| sample_every(Duration::from_secs(backlog_every), move || backlog(admin)));
     let report = run_paced_load(addr, CONNECTIONS, secs, rate, |c, n| {
         let studio = (c * 7919 + n as usize) % STUDIOS;
         // One in ten needs a fetch; the rest are delivered without one.
@@ -118,11 +88,13 @@ fn main() {
     // How far delivery is behind: memory that grows with the backlog is not a leak.
     let backlog = backlog(admin);
     println!("backlog at the end: {backlog:.0} events not yet delivered");
-    let every_few: Vec<String> = backlogs().iter().map(|b| format!("{b:.0}")).collect();
-    println!(
-        "backlog every {backlog_every} s during the load: {}",
-        every_few.join(" ")
-    );
+    if let Some(backlogs) = backlogs {
+        let every_few: Vec<String> = backlogs.stop().iter().map(|b| format!("{b:.0}")).collect();
+        println!(
+            "backlog every {backlog_every} s during the load: {}",
+            every_few.join(" ")
+        );
+    }
     println!(
         "threads: at most {} in the process during the load (relay, simulated Open API, load)",
         report.peak_threads

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -71,22 +71,9 @@ where
 {
     let body = Arc::new(body);
     let stop = Arc::new(AtomicBool::new(false));
-    let peak = Arc::new(AtomicU64::new(rss_kib()));
-    let peak_threads = Arc::new(AtomicU64::new(threads()));
-    let sampler = {
-        let (stop, peak, peak_threads) = (stop.clone(), peak.clone(), peak_threads.clone());
-        thread::spawn(move || {
-            let mut samples = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let rss = rss_kib();
-                samples.push((rss, allocated_kib()));
-                peak.fetch_max(rss, Ordering::Relaxed);
-                peak_threads.fetch_max(threads(), Ordering::Relaxed);
-                thread::sleep(Duration::from_millis(100));
-            }
-            samples
-        })
-    };
+    let sampler = sample_every(Duration::from_millis(100), || {
+        (rss_kib(), allocated_kib(), threads())
+    });
     let interval = (rate > 0.0).then(|| Duration::from_secs_f64(connections as f64 / rate));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -144,18 +131,69 @@ where
         latencies_us.add(l).expect("same bounds");
         failed += f;
     }
-    let (rss_samples_kib, allocated_samples_kib) =
-        sampler.join().unwrap_or_default().into_iter().unzip();
+    let samples = sampler.stop();
     LoadReport {
         ok: latencies_us.len(),
         failed,
         elapsed,
         latencies_us,
-        peak_rss_mib: peak.load(Ordering::Relaxed) as f64 / 1024.0,
-        rss_samples_kib,
-        allocated_samples_kib,
-        peak_threads: peak_threads.load(Ordering::Relaxed),
+        peak_rss_mib: samples.iter().map(|s| s.0).max().unwrap_or(0) as f64 / 1024.0,
+        rss_samples_kib: samples.iter().map(|s| s.0).collect(),
+        allocated_samples_kib: samples.iter().map(|s| s.1).collect(),
+        peak_threads: samples.iter().map(|s| s.2).max().unwrap_or(0),
     }
+}
+
+/// Readings taken on a thread of their own until [`Sampling::stop`].
+pub struct Sampling<T> {
+    stop: Arc<AtomicBool>,
+    thread: thread::JoinHandle<Vec<T>>,
+}
+
+/// Takes `read()` now and then every `period` until stopped.
+pub fn sample_every<T: Send + 'static>(
+    period: Duration,
+    mut read: impl FnMut() -> T + Send + 'static,
+) -> Sampling<T> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = thread::spawn({
+        let stop = stop.clone();
+        move || {
+            let mut samples = Vec::new();
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                if Instant::now() >= next {
+                    samples.push(read());
+                    next += period;
+                }
+                // Short naps, so that a long period does not hold up the stop.
+                thread::sleep(period.min(Duration::from_millis(50)));
+            }
+            samples
+        }
+    });
+    Sampling { stop, thread }
+}
+
+impl<T> Sampling<T> {
+    pub fn stop(self) -> Vec<T> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// Starts the simulated Open API for `n` studios on a thread of its own, for the relay's
+/// lifetime; returns its address.
+pub fn start_sim_thread(n: usize) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let sim = start_sim(n).await;
+            tx.send(sim.addr()).expect("report");
+            std::future::pending::<()>().await;
+        })
+    });
+    rx.recv().expect("simulated Open API started")
 }
 
 /// 1 µs to 60 s, three significant digits.
