@@ -25,8 +25,8 @@ use crate::lock::lock;
 const STRIPES: usize = 4096;
 
 /// The part of a digest kept in memory.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-pub(super) struct DigestPrefix([u8; 12]);
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct DigestPrefix([u8; 12]);
 
 impl From<UuidDigest> for DigestPrefix {
     fn from(digest: UuidDigest) -> DigestPrefix {

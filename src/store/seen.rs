@@ -216,32 +216,40 @@ impl SeenMarks {
     /// returns how many.
     pub(super) fn prune(&self, cutoff_ms: i64) -> sled::Result<usize> {
         let _no_packing = lock(&self.pack_from);
-        let end = chunk_key(cutoff_ms, 0);
-        let mut pruned = 0;
-        let mut forgotten = Vec::new();
-        let mut cut = || -> sled::Result<()> {
-            for tree in [&self.packed, &self.tree] {
-                for item in tree.range(..&end[..]) {
-                    let (key, chunk) = item?;
-                    tree.remove(&key)?;
-                    forgotten.extend(digests_of(&chunk));
-                    if forgotten.len() >= PRUNE_BATCH {
-                        pruned += self.digests.remove_many(&forgotten);
-                        forgotten.clear();
-                    }
-                }
-            }
-            Ok(())
-        };
-        let cut = cut();
+        let (mut forgotten, mut pruned) = (Vec::new(), 0);
+        let removed = self.remove_chunks_before(cutoff_ms, &mut forgotten, &mut pruned);
         // Also after an error: a chunk removed from disk can no longer be pruned, so digests
         // of it kept in memory would be refused as duplicates until a restart.
         pruned += self.digests.remove_many(&forgotten);
-        cut?;
+        removed?;
         if pruned > 0 {
             self.digests.trim();
         }
         Ok(pruned)
+    }
+
+    /// Removes the chunks written before `cutoff_ms` from disk, collecting their digests in
+    /// `forgotten` and forgetting them in memory a batch at a time (counted in `pruned`).
+    /// Whatever is left in `forgotten` when it returns, error or not, the caller forgets.
+    fn remove_chunks_before(
+        &self,
+        cutoff_ms: i64,
+        forgotten: &mut Vec<UuidDigest>,
+        pruned: &mut usize,
+    ) -> sled::Result<()> {
+        let end = chunk_key(cutoff_ms, 0);
+        for tree in [&self.packed, &self.tree] {
+            for item in tree.range(..&end[..]) {
+                let (key, chunk) = item?;
+                tree.remove(&key)?;
+                forgotten.extend(digests_of(&chunk));
+                if forgotten.len() >= PRUNE_BATCH {
+                    *pruned += self.digests.remove_many(forgotten);
+                    forgotten.clear();
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Rewrites the marks of an earlier layout as chunks in time order, then drops its tree.
