@@ -10,6 +10,7 @@ pub mod config;
 pub mod dead_letters_cli;
 pub mod demo;
 pub mod event;
+pub mod failure;
 pub mod http;
 mod lock;
 pub mod metrics;
