@@ -30,10 +30,13 @@ fn validation(c: &mut Criterion) {
 
 fn enqueue(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(&StorageConfig {
-        path: dir.path().join("data"),
-        ..StorageConfig::default()
-    })
+    let store = Store::open(
+        &StorageConfig {
+            path: dir.path().join("data"),
+            ..StorageConfig::default()
+        }
+        .store_settings(),
+    )
     .expect("store");
     let studio = StudioId::parse("bench").expect("id");
     let events = Notification::parse(BODY).expect("valid").into_events(0);

@@ -12,8 +12,7 @@ mod support;
 use std::time::Instant;
 
 use futures_util::future::join_all;
-use gymrelay::config::StorageConfig;
-use gymrelay::store::{Intake, Store};
+use gymrelay::store::{Intake, Store, StoreSettings};
 use gymrelay::tenant::StudioId;
 use support::{allocated_kib, disk_bytes, rss_kib};
 
@@ -104,8 +103,8 @@ fn fill_store(dir: &std::path::Path, uuids: usize) {
 
 /// The benches' storage settings, GYMRELAY_BENCH_CACHE_MIB included: sled's cache is what
 /// a reopen fills.
-fn storage(dir: &std::path::Path) -> StorageConfig {
-    support::config_in(dir).storage
+fn storage(dir: &std::path::Path) -> StoreSettings {
+    support::config_in(dir).storage.store_settings()
 }
 
 fn studio(n: usize) -> StudioId {

@@ -61,7 +61,7 @@ impl Relay {
     /// Must be called inside an actix system.
     pub async fn start(config: &Config) -> Result<Relay, StartError> {
         refuse_unsupported(config)?;
-        let store = Store::open(&config.storage)?;
+        let store = Store::open(&config.storage.store_settings())?;
         let metrics = Arc::new(Metrics::new());
         let activity = Arc::new(Activity::default());
         // Studio actors live on their own threads, apart from the HTTP workers, so a burst of

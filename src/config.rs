@@ -59,13 +59,18 @@ pub struct LogConfig {
     pub format: LogFormat,
 }
 
+/// The largest webhook body `http.max_body_bytes` may allow: a stored event is its body, at
+/// most one Open API response and a little bookkeeping, and must fit the store's synced log.
+pub const MAX_BODY_BYTES: usize =
+    crate::store::MAX_VALUE_BYTES - crate::openapi::MAX_RESPONSE_BYTES - 16 * 1024;
+
 /// The public webhook listener.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Bodies above this are refused with 413 while being read. At most
-    /// [`crate::store::MAX_BODY_BYTES`], which loading the config enforces.
+    /// [`MAX_BODY_BYTES`], which loading the config enforces.
     pub max_body_bytes: usize,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
@@ -175,6 +180,16 @@ pub struct StorageConfig {
     pub cache_capacity_bytes: u64,
 }
 
+impl StorageConfig {
+    /// What the store needs of it.
+    pub fn store_settings(&self) -> crate::store::StoreSettings {
+        crate::store::StoreSettings {
+            path: self.path.clone(),
+            cache_capacity_bytes: self.cache_capacity_bytes,
+        }
+    }
+}
+
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
@@ -233,7 +248,7 @@ impl Config {
         let config: Config = figment
             .extract()
             .map_err(|e| ConfigError::Invalid(describe(e, file)))?;
-        let limit = crate::store::MAX_BODY_BYTES;
+        let limit = MAX_BODY_BYTES;
         if config.http.max_body_bytes > limit {
             let source = file.map_or("config".to_string(), |f| f.display().to_string());
             return Err(ConfigError::Invalid(format!(

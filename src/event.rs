@@ -1,8 +1,12 @@
 //! The shapes an event takes: the vendor's notification as received, the queued event stored
 //! in a studio's inbox, and the enriched event every sink receives.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use crate::route::{route, Route};
 
 /// The webhook body as PerfectGym Next sends it. Unknown fields are ignored on purpose: the
 /// vendor adds fields without notice.
@@ -88,6 +92,11 @@ impl Notification {
                 delivered_to: Vec::new(),
                 attempts: Vec::new(),
                 failing_since_ms: None,
+                decided_route: None,
+            })
+            .map(|mut event| {
+                event.decided_route = Some(event.route());
+                event
             })
             .collect()
     }
@@ -106,6 +115,10 @@ pub struct QueuedEvent {
     // a fresh event has none of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<Map<String, Value>>,
+    /// The Open API request this event needs, decided at intake. None only in entries written
+    /// by versions before it was stored: [`QueuedEvent::route`] decides it for them on read.
+    #[serde(default, rename = "route", skip_serializing_if = "Option::is_none")]
+    pub decided_route: Option<Route>,
     /// Set once the Open API answered (or no request was needed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enriched: Option<EnrichmentResult>,
@@ -210,8 +223,23 @@ pub fn format_millis(ms: i64) -> String {
 }
 
 impl QueuedEvent {
+    /// The request decided at intake (or, for an entry stored before that, decided now).
+    pub fn route(&self) -> Route {
+        match &self.decided_route {
+            Some(route) => route.clone(),
+            None => route(
+                &self.event_type,
+                self.entity_id,
+                self.content
+                    .as_ref()
+                    .and_then(|c| c.get("classId"))
+                    .and_then(Value::as_i64),
+            ),
+        }
+    }
+
     /// Remembers a failure of `stage`; returns how long that stage has been failing.
-    pub fn record_failure(&mut self, stage: &str, error: &str, now_ms: i64) -> i64 {
+    pub fn record_failure(&mut self, stage: &str, error: &str, now_ms: i64) -> Duration {
         self.attempts.push(Attempt {
             at_ms: now_ms,
             stage: stage.to_string(),
@@ -221,7 +249,7 @@ impl QueuedEvent {
             self.attempts.remove(0);
         }
         let since = *self.failing_since_ms.get_or_insert(now_ms);
-        now_ms - since
+        Duration::from_millis(u64::try_from(now_ms - since).unwrap_or(0))
     }
 
     /// The event as sinks receive it, once enriched.

@@ -73,6 +73,14 @@ impl Failure {
         }
     }
 
+    /// A dead letter's reason, when this failure made one.
+    pub fn burial_reason(&self) -> String {
+        match self {
+            Failure::Permanent { reason } => reason.clone(),
+            other => format!("kept failing: {other}"),
+        }
+    }
+
     /// For metrics and logs: `permanent`, `transient`, `rate_limited` or `credentials`.
     pub fn kind(&self) -> &'static str {
         match self {

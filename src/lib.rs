@@ -20,6 +20,7 @@ pub mod ratelimit;
 pub mod redact;
 pub mod registry;
 pub mod reload;
+pub mod route;
 pub mod simulate;
 pub mod sink;
 pub mod status;

@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
 use crate::status::StudioStatus;
-use crate::studio::StudioActor;
+use crate::studio::{InboxBell, StudioActor};
 use crate::tenant::{self, StudioId, Tenant, TenantError};
 
 /// Webhook keys are indexed by their SHA-256 so that the plain keys are not what the lookup
@@ -83,13 +83,18 @@ pub struct StudioHandle {
     pub tenant: Arc<Tenant>,
     pub actor: Addr<StudioActor>,
     pub status: Arc<StudioStatus>,
-    pub wake: Arc<tokio::sync::Notify>,
+    pub wake: Arc<InboxBell>,
 }
 
 impl StudioHandle {
     /// Tells the studio that events were put in its inbox.
     pub fn event_stored(&self) {
-        self.wake.notify_one();
+        self.wake.stored();
+    }
+
+    /// Tells the studio that dead letters were put back in its inbox.
+    pub fn events_replayed(&self) {
+        self.wake.replayed();
     }
 }
 

@@ -19,7 +19,7 @@ use crate::registry::{self, DirError, Registry, StudioHandle};
 use crate::sink::FileWrites;
 use crate::status::StudioStatus;
 use crate::store::Store;
-use crate::studio::{Reconfigure, Retire, StudioActor, StudioDeps};
+use crate::studio::{InboxBell, Reconfigure, Retire, StudioActor, StudioDeps};
 use crate::tenant::{StudioId, Tenant, TenantError};
 
 /// What a reload did, for logs and tests.
@@ -174,7 +174,7 @@ impl Studios {
     fn spawn(&self, tenant: Tenant) -> StudioHandle {
         let tenant = Arc::new(tenant);
         let status = Arc::new(StudioStatus::default());
-        let wake = Arc::new(tokio::sync::Notify::new());
+        let wake = Arc::new(InboxBell::default());
         let deps = StudioDeps {
             wake: wake.clone(),
             store: self.store.clone(),

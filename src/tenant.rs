@@ -13,6 +13,11 @@ use serde::Deserialize;
 pub const VENDOR_REQUESTS_PER_MINUTE: u32 = 1000;
 const MAX_REQUESTS_PER_MINUTE: u32 = 60_000;
 const DEFAULT_REQUESTS_PER_MINUTE: u32 = 900;
+/// Requests a studio may have outstanding at once. By Little's law, 16 keep the default budget
+/// of 900 a minute (15 a second) busy at up to a second's round trip; the vendor's answers
+/// take 100-300 ms.
+const DEFAULT_MAX_IN_FLIGHT: u32 = 16;
+const MAX_IN_FLIGHT: u32 = 256;
 
 /// A studio id: the tenant file's stem. Restricted so it is safe in storage keys, paths and logs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -73,6 +78,8 @@ pub struct OpenApiSettings {
     pub base_url: String,
     pub api_key: SecretString,
     pub requests_per_minute: u32,
+    /// Requests outstanding at once; 1 makes them strictly one at a time.
+    pub max_in_flight: u32,
     pub timeout: Duration,
 }
 
@@ -212,6 +219,7 @@ struct OpenApiFile {
     api_key_env: Option<String>,
     api_key_file: Option<PathBuf>,
     requests_per_minute: Option<u32>,
+    max_in_flight: Option<u32>,
     #[serde(default, with = "humantime_serde")]
     timeout: Option<Duration>,
 }
@@ -395,10 +403,18 @@ fn build_open_api(
             format!("{requests_per_minute} is outside 1..={MAX_REQUESTS_PER_MINUTE}"),
         ));
     }
+    let max_in_flight = raw.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+    if max_in_flight == 0 || max_in_flight > MAX_IN_FLIGHT {
+        return Err(err(
+            "open_api.max_in_flight",
+            format!("{max_in_flight} is outside 1..={MAX_IN_FLIGHT}"),
+        ));
+    }
     Ok(OpenApiSettings {
         base_url,
         api_key,
         requests_per_minute,
+        max_in_flight,
         timeout: raw.timeout.unwrap_or(Duration::from_secs(10)),
     })
 }
@@ -605,6 +621,7 @@ mod tests {
             "https://berlin.open-api.perfectgym.com"
         );
         assert_eq!(t.open_api.requests_per_minute, 900);
+        assert_eq!(t.open_api.max_in_flight, 16);
         assert!(t.events.allows("CUSTOMER_UPDATED"));
         assert!(!t.events.allows("CONTRACT_CREATED"));
         assert!(!format!("{t:?}").contains("secret-openapi"));
@@ -619,6 +636,12 @@ mod tests {
         );
         let e = load(&write(dir.path(), "s.toml", &bad)).unwrap_err();
         assert_eq!(e.field, "open_api.requests_per_minute");
+        let bad = GOOD.replace(
+            "api_key = \"secret-openapi\"",
+            "max_in_flight = 0\napi_key = \"x\"",
+        );
+        let e = load(&write(dir.path(), "s.toml", &bad)).unwrap_err();
+        assert_eq!(e.field, "open_api.max_in_flight");
         assert!(e
             .to_string()
             .starts_with(&dir.path().join("s.toml").display().to_string()));

@@ -318,7 +318,7 @@ async fn replay_studio(studio: web::Path<String>, state: web::Data<AdminState>) 
 
 fn wake(state: &AdminState, studio: &StudioId) {
     if let Some(handle) = state.studios.registry().get(studio) {
-        handle.event_stored();
+        handle.events_replayed();
     }
 }
 

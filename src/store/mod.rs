@@ -17,16 +17,21 @@ use counts::Counts;
 use digest::UuidDigest;
 use seen::SeenMarks;
 
-use crate::config::StorageConfig;
 use crate::event::{DeadLetter, QueuedEvent};
 use crate::tenant::StudioId;
 
 pub const SEGMENT_SIZE: usize = 1024 * 1024;
 
-/// The largest webhook body `http.max_body_bytes` may allow. sled writes values over a quarter
-/// of a segment to blob files it never syncs; a stored event is its body, at most one Open API
-/// response, and a little bookkeeping.
-pub const MAX_BODY_BYTES: usize = SEGMENT_SIZE / 4 - crate::openapi::MAX_RESPONSE_BYTES - 16 * 1024;
+/// The largest value the store keeps in its synced log: sled writes values over a quarter of a
+/// segment to blob files it never syncs. Every stored event must stay below it.
+pub const MAX_VALUE_BYTES: usize = SEGMENT_SIZE / 4;
+
+/// Where the store lives and how much of it sled may cache.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub path: std::path::PathBuf,
+    pub cache_capacity_bytes: u64,
+}
 
 /// Tree names say what maps to what.
 const INBOX: &str = "studio-seq-event";
@@ -75,6 +80,15 @@ impl InboxEntry {
     pub fn sequence(&self) -> u64 {
         sequence_of(&self.key)
     }
+
+    /// An entry as the store would read it, for tests of what consumes entries.
+    #[cfg(test)]
+    pub fn for_test(studio: &StudioId, sequence: u64, event: QueuedEvent) -> InboxEntry {
+        InboxEntry {
+            key: studio_key(studio, &sequence.to_be_bytes()),
+            event,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -100,7 +114,7 @@ pub struct DeadLetterEntry {
 }
 
 impl Store {
-    pub fn open(config: &StorageConfig) -> Result<Store, StoreError> {
+    pub fn open(config: &StoreSettings) -> Result<Store, StoreError> {
         let open_error = |reason: String| StoreError::Open {
             path: config.path.display().to_string(),
             reason,
@@ -223,86 +237,34 @@ impl Store {
 
     /// The oldest events waiting for `studio`, in arrival order.
     pub fn pending(&self, studio: &StudioId, limit: usize) -> Result<Vec<InboxEntry>, StoreError> {
-        self.pending_run(studio, limit, |_| true)
+        self.pending_after(studio, None, limit)
     }
 
-    /// The oldest event waiting for `studio` and, if `joins` accepts it, the events right behind
-    /// it for as long as `joins` accepts them (at most `limit` in all). Reading stops at the
-    /// first one refused, so a short run costs no more than its length.
-    pub fn pending_run(
+    /// Up to `limit` events waiting for `studio` that come after sequence `after` in arrival
+    /// order (from the oldest if None): how a worker reads ahead of what it already holds.
+    pub fn pending_after(
         &self,
         studio: &StudioId,
+        after: Option<u64>,
         limit: usize,
-        joins: impl Fn(&InboxEntry) -> bool,
     ) -> Result<Vec<InboxEntry>, StoreError> {
-        let mut run = Vec::new();
-        for item in self.inbox.scan_prefix(studio_key(studio, b"")).take(limit) {
-            let (key, value) = item?;
-            let entry = InboxEntry {
-                key: key.to_vec(),
-                event: serde_json::from_slice(&value)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            };
-            let joined = joins(&entry);
-            if joined || run.is_empty() {
-                run.push(entry);
-            }
-            if !joined {
-                break;
-            }
-        }
-        Ok(run)
-    }
-
-    /// Among the next `limit` events of `studio` queued before `before` (see
-    /// [`Store::sequence`]), those not yet enriched that `wanted(event_type, entity_id,
-    /// content.classId)` picks.
-    /// Only picked ones are decoded in full: looking ahead must stay cheap behind every fetch.
-    pub fn pending_unenriched(
-        &self,
-        studio: &StudioId,
-        limit: usize,
-        before: u64,
-        wanted: impl Fn(&str, Option<i64>, Option<i64>) -> bool,
-    ) -> Result<Vec<InboxEntry>, StoreError> {
-        #[derive(serde::Deserialize)]
-        struct Peek<'a> {
-            #[serde(borrow)]
-            event_type: std::borrow::Cow<'a, str>,
-            entity_id: Option<i64>,
-            #[serde(default)]
-            content: Option<PeekContent>,
-            #[serde(default)]
-            enriched: Option<serde::de::IgnoredAny>,
-        }
-        #[derive(serde::Deserialize)]
-        struct PeekContent {
-            #[serde(rename = "classId")]
-            class_id: Option<serde_json::Value>,
-        }
-        let mut picked = Vec::new();
-        for item in self.inbox.scan_prefix(studio_key(studio, b"")).take(limit) {
-            let (key, value) = item?;
-            if sequence_of(&key) >= before {
-                break;
-            }
-            let peek: Peek =
-                serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let class_id = peek
-                .content
-                .and_then(|c| c.class_id)
-                .and_then(|v| v.as_i64());
-            if peek.enriched.is_some() || !wanted(&peek.event_type, peek.entity_id, class_id) {
-                continue;
-            }
-            let event =
-                serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            picked.push(InboxEntry {
-                key: key.to_vec(),
-                event,
-            });
-        }
-        Ok(picked)
+        let start = match after {
+            Some(seq) => studio_key(studio, &seq.saturating_add(1).to_be_bytes()),
+            None => studio_key(studio, b""),
+        };
+        let end = studio_key(studio, &[0xff; 9]);
+        self.inbox
+            .range(start..end)
+            .take(limit)
+            .map(|item| {
+                let (key, value) = item?;
+                Ok(InboxEntry {
+                    key: key.to_vec(),
+                    event: serde_json::from_slice(&value)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                })
+            })
+            .collect()
     }
 
     /// Number of events waiting for `studio`.
@@ -500,22 +462,22 @@ fn studio_key(studio: &StudioId, suffix: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn store(dir: &std::path::Path) -> Store {
-        Store::open(&StorageConfig {
+    fn settings(dir: &std::path::Path) -> StoreSettings {
+        StoreSettings {
             path: dir.join("data"),
-            ..StorageConfig::default()
-        })
-        .unwrap()
+            cache_capacity_bytes: 16 * 1024 * 1024,
+        }
+    }
+
+    fn store(dir: &std::path::Path) -> Store {
+        Store::open(&settings(dir)).unwrap()
     }
 
     /// The committer thread holds the last handle briefly after the store is dropped.
     fn reopen(dir: &std::path::Path) -> Store {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
-            match Store::open(&StorageConfig {
-                path: dir.join("data"),
-                ..StorageConfig::default()
-            }) {
+            match Store::open(&settings(dir)) {
                 Ok(store) => return store,
                 Err(e) if std::time::Instant::now() > deadline => panic!("{e}"),
                 Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
@@ -535,6 +497,7 @@ mod tests {
             delivered_to: vec![],
             attempts: vec![],
             failing_since_ms: None,
+            decided_route: None,
         }
     }
 
@@ -620,57 +583,23 @@ mod tests {
     }
 
     #[actix_rt::test]
-    async fn looking_ahead_picks_unenriched_matches_queued_before_the_request() {
+    async fn reading_ahead_starts_after_the_last_entry_held() {
         let dir = tempfile::tempdir().unwrap();
-        let a = StudioId::parse("a").unwrap();
+        let (a, b) = (StudioId::parse("a").unwrap(), StudioId::parse("b").unwrap());
         let store = store(dir.path());
-        let with_entity = |id: &str, entity: i64| QueuedEvent {
-            entity_id: Some(entity),
-            ..event(id)
-        };
-        store
-            .intake(&a, "u1", &[with_entity("u1", 7)], 0)
-            .await
+        for id in ["u1", "u2", "u3"] {
+            store.intake(&a, id, &[event(id)], 0).await.unwrap();
+        }
+        store.intake(&b, "u4", &[event("u4")], 0).await.unwrap();
+        let first = store.pending_after(&a, None, 1).unwrap();
+        assert_eq!(first[0].event.id, "u1");
+        let rest = store
+            .pending_after(&a, Some(first[0].sequence()), 10)
             .unwrap();
-        store
-            .intake(&a, "u2", &[with_entity("u2", 8)], 0)
-            .await
-            .unwrap();
-        store
-            .intake(&a, "u3", &[with_entity("u3", 7)], 0)
-            .await
-            .unwrap();
-        let in_class = QueuedEvent {
-            content: serde_json::from_str(r#"{"classId": 5}"#).unwrap(),
-            ..with_entity("u5", 7)
-        };
-        store.intake(&a, "u5", &[in_class], 0).await.unwrap();
-        let mut done = store.pending(&a, 3).unwrap().remove(2);
-        done.event.enriched = Some(crate::event::EnrichmentResult {
-            enrichment: crate::event::Enrichment {
-                status: crate::event::EnrichmentStatus::Fetched,
-                request: None,
-                reason: None,
-            },
-            entity: None,
-        });
-        store.save(&done).unwrap();
-        let asked_at = store.sequence().unwrap();
-        store
-            .intake(&a, "u4", &[with_entity("u4", 7)], 0)
-            .await
-            .unwrap();
-        let picked = store
-            .pending_unenriched(&a, 64, asked_at, |t, entity, class| {
-                t == "CUSTOMER_UPDATED" && entity == Some(7) && class.is_none()
-            })
-            .unwrap();
-        let ids: Vec<_> = picked.iter().map(|e| e.event.id.as_str()).collect();
-        assert_eq!(
-            ids,
-            ["u1"],
-            "u2 is another entity, u3 has its answer, u5 has a classId, u4 came later"
-        );
+        let ids: Vec<_> = rest.iter().map(|e| e.event.id.as_str()).collect();
+        assert_eq!(ids, ["u2", "u3"], "nothing of studio b");
+        let last = rest[1].sequence();
+        assert!(store.pending_after(&a, Some(last), 10).unwrap().is_empty());
     }
 
     #[actix_rt::test]

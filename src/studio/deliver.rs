@@ -1,0 +1,187 @@
+//! Hands enriched events to the studio's sinks, in order, one path for one event or many: each
+//! sink takes the run in one go where it can (one write and one sync for a file), a failure is
+//! retried, held or dead-lettered by the one policy, and an event leaves the inbox only once
+//! every sink has it.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::report::Report;
+use super::window::Dead;
+use crate::event::{now_millis, DeadLetter};
+use crate::failure::{self, Failure, Next};
+use crate::sink::Sink;
+use crate::status::StudioState;
+use crate::store::{InboxEntry, Store};
+
+/// How long to wait before trying the store again after it failed.
+pub const STORE_RETRY: Duration = Duration::from_secs(1);
+
+pub struct Deliverer {
+    sinks: Vec<(String, Sink)>,
+    store: Store,
+    report: Rc<Report>,
+    dead_letter_after: Duration,
+}
+
+impl Deliverer {
+    pub fn new(
+        sinks: Vec<(String, Sink)>,
+        store: Store,
+        report: Rc<Report>,
+        dead_letter_after: Duration,
+    ) -> Deliverer {
+        Deliverer {
+            sinks,
+            store,
+            report,
+            dead_letter_after,
+        }
+    }
+
+    /// Delivers consecutive enriched events to every sink that does not have them yet; returns
+    /// once each is delivered (and removed from the inbox) or buried.
+    pub async fn deliver(self: Rc<Self>, mut entries: Vec<InboxEntry>) {
+        let mut dead: Vec<Option<Dead>> = vec![None; entries.len()];
+        let bodies: Vec<Vec<u8>> = entries
+            .iter()
+            .zip(&mut dead)
+            .map(|(entry, dead)| {
+                let result = entry.event.enriched.as_ref();
+                let enriched = result.map(|r| entry.event.to_enriched(self.studio(), r));
+                match enriched.map(|e| serde_json::to_vec(&e)) {
+                    Some(Ok(body)) => body,
+                    Some(Err(e)) => {
+                        *dead = Some(dead_at("encoding", e.to_string()));
+                        Vec::new()
+                    }
+                    None => {
+                        *dead = Some(dead_at("enrichment", "not enriched".into()));
+                        Vec::new()
+                    }
+                }
+            })
+            .collect();
+        for (key, sink) in &self.sinks {
+            self.deliver_to(key, sink, &mut entries, &bodies, &mut dead)
+                .await;
+            // Recorded while another sink can still interrupt the run, so a restart does not
+            // send these to this sink again.
+            if self.sinks.len() > 1 {
+                for entry in &entries {
+                    self.save(entry);
+                }
+            }
+        }
+        for (entry, dead) in entries.into_iter().zip(dead) {
+            match dead {
+                Some(dead) => self.bury(entry, dead).await,
+                None => {
+                    let status = entry.event.enriched.as_ref().map(|r| r.enrichment.status);
+                    tracing::debug!(id = %entry.event.id, r#type = %entry.event.event_type, ?status, "delivered");
+                    self.report.delivered(&entry.event, status);
+                    self.finish(&entry).await;
+                }
+            }
+        }
+    }
+
+    async fn deliver_to(
+        &self,
+        key: &str,
+        sink: &Sink,
+        entries: &mut [InboxEntry],
+        bodies: &[Vec<u8>],
+        dead: &mut [Option<Dead>],
+    ) {
+        let mut attempt = 0;
+        loop {
+            let todo: Vec<usize> = (0..entries.len())
+                .filter(|&i| {
+                    dead[i].is_none() && !entries[i].event.delivered_to.iter().any(|k| k == key)
+                })
+                .collect();
+            if todo.is_empty() {
+                return;
+            }
+            let batch: Vec<(&str, &[u8])> = todo
+                .iter()
+                .map(|&i| (entries[i].event.id.as_str(), bodies[i].as_slice()))
+                .collect();
+            let (taken, failure) = match sink.deliver_all(&batch).await {
+                Ok(()) => (todo.len(), None),
+                Err((taken, e)) => (taken, Some(Failure::transient(e))),
+            };
+            drop(batch);
+            for &i in &todo[..taken] {
+                entries[i].event.delivered_to.push(key.to_string());
+                entries[i].event.failing_since_ms = None;
+            }
+            self.report.sink_delivered(key, taken);
+            let Some(failure) = failure else {
+                if attempt > 0 {
+                    self.report.state(StudioState::Running, None);
+                }
+                return;
+            };
+            attempt = if taken > 0 { 1 } else { attempt + 1 };
+            let failed = todo[taken];
+            let stage = format!("sink:{key}");
+            self.report.sink_failed(key, &failure);
+            let event = &mut entries[failed].event;
+            let failing_for = event.record_failure(&stage, &failure.to_string(), now_millis());
+            match failure::next(&failure, attempt, failing_for, self.dead_letter_after) {
+                Next::DeadLetter => dead[failed] = Some(dead_at(&stage, failure.burial_reason())),
+                Next::RetryAfter(delay) | Next::Hold(delay) => {
+                    tracing::warn!(id = %event.id, sink = %key, attempt, error = %failure, retry_in = ?delay, "sink delivery failed");
+                    for &i in &todo[..=taken] {
+                        self.save(&entries[i]);
+                    }
+                    actix_rt::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    fn studio(&self) -> &str {
+        self.report.studio().as_str()
+    }
+
+    /// Moves an event to the dead letters (replayable), whatever sinks already have it.
+    pub async fn bury(&self, entry: InboxEntry, dead: Dead) {
+        tracing::error!(id = %entry.event.id, stage = %dead.stage, reason = %dead.reason, "moved to the dead letters");
+        self.report.delivered(&entry.event, None);
+        let letter = DeadLetter {
+            event: entry.event.clone(),
+            stage: dead.stage,
+            reason: dead.reason,
+            dead_at_ms: now_millis(),
+        };
+        while let Err(e) = self.store.bury(&entry, &letter) {
+            tracing::error!(error = %e, "cannot move an event to the dead letters");
+            actix_rt::time::sleep(STORE_RETRY).await;
+        }
+    }
+
+    /// Records progress (an answer, sinks that have the event, failed attempts). Losing it in
+    /// a crash or to a store error only repeats work: sinks deduplicate by event id.
+    pub fn save(&self, entry: &InboxEntry) {
+        if let Err(e) = self.store.save(entry) {
+            tracing::warn!(error = %e, "cannot record progress");
+        }
+    }
+
+    async fn finish(&self, entry: &InboxEntry) {
+        while let Err(e) = self.store.finish(entry) {
+            tracing::error!(error = %e, "cannot remove a delivered event");
+            actix_rt::time::sleep(STORE_RETRY).await;
+        }
+    }
+}
+
+fn dead_at(stage: &str, reason: String) -> Dead {
+    Dead {
+        stage: stage.to_string(),
+        reason,
+    }
+}

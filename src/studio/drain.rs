@@ -1,0 +1,203 @@
+//! The studio's worker loop: reads the inbox into the fetch-ahead window, sends what the
+//! budget allows, takes answers as they come, and hands the window's head to the sinks, all at
+//! once on the studio's thread. It sleeps when there is nothing to do until the inbox is rung
+//! or a budget, hold or retry delay ends.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::LocalBoxFuture;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+
+use super::deliver::{Deliverer, STORE_RETRY};
+use super::enrich::{Enricher, Fetched, Go, Outcome};
+use super::window::{Admitted, Dead, Window};
+use super::InboxBell;
+use crate::event::now_millis;
+use crate::failure::{self, Failure, Next};
+use crate::route::Request;
+use crate::store::Store;
+use crate::tenant::StudioId;
+
+/// Most events handed to the sinks together.
+pub const DELIVERY_BATCH: usize = 64;
+
+pub struct Worker {
+    pub studio: StudioId,
+    pub store: Store,
+    pub wake: Arc<InboxBell>,
+    pub window: Window,
+    pub enricher: Enricher,
+    pub deliverer: Rc<Deliverer>,
+    pub dead_letter_after: Duration,
+}
+
+impl Worker {
+    pub async fn run(mut self) {
+        tracing::info!("studio running");
+        let mut fetches: FuturesUnordered<LocalBoxFuture<'static, Fetched>> =
+            FuturesUnordered::new();
+        let mut delivery: Option<LocalBoxFuture<'static, ()>> = None;
+        let mut inbox_may_have_more = true;
+        let mut rewind = false;
+        loop {
+            let mut wake_at: Option<Instant> = None;
+            // Replayed events sit behind what was read: once the delivery under way is done, read
+            // the inbox again from its head, with nothing in flight that a new request could
+            // overtake.
+            if rewind && delivery.is_none() {
+                fetches = FuturesUnordered::new();
+                self.enricher.forget_in_flight();
+                self.window = Window::new(self.window.capacity());
+                inbox_may_have_more = true;
+                rewind = false;
+            }
+            if inbox_may_have_more && self.window.room() > 0 {
+                match self.read_inbox() {
+                    Ok(more) => inbox_may_have_more = more,
+                    Err(()) => wake_at = Some(Instant::now() + STORE_RETRY),
+                }
+            }
+            if delivery.is_none() && !rewind {
+                while let Some((entry, dead)) = self.window.pop_dead() {
+                    self.deliverer.bury(entry, dead).await;
+                    inbox_may_have_more = true;
+                }
+                let run = self.window.pop_ready(DELIVERY_BATCH);
+                if !run.is_empty() {
+                    delivery = Some(Box::pin(Rc::clone(&self.deliverer).deliver(run)));
+                    inbox_may_have_more = true;
+                }
+            }
+            if let Some(at) = self.send_what_may_go(&mut fetches) {
+                wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
+            }
+            tokio::select! {
+                Some((request, reply)) = fetches.next(), if !fetches.is_empty() => {
+                    let outcome = self.enricher.receive(&request, reply, Instant::now());
+                    self.apply(&request, outcome);
+                }
+                () = run_to_end(&mut delivery), if delivery.is_some() => delivery = None,
+                () = self.wake.stored.notified() => inbox_may_have_more = true,
+                () = self.wake.replayed.notified() => rewind = true,
+                () = sleep_until(wake_at), if wake_at.is_some() => {}
+            }
+            // A backlog that needs no request may never wait on anything: let the other studios
+            // on this thread, and this actor's own messages, have their turn.
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Fills the window from the inbox; says whether the inbox may hold more than was read.
+    fn read_inbox(&mut self) -> Result<bool, ()> {
+        let room = self.window.room();
+        let read = self
+            .store
+            .pending_after(&self.studio, self.window.read_up_to(), room);
+        let entries = read.map_err(|e| tracing::error!(error = %e, "cannot read the inbox"))?;
+        let full = entries.len() == room;
+        for entry in entries {
+            let sequence = entry.sequence();
+            if self.window.admit(entry) == Admitted::Shared {
+                tracing::debug!(sequence, "a queued event shares an answer already fetched");
+            }
+        }
+        Ok(full)
+    }
+
+    /// Sends, oldest event first, every request the budget and the in-flight cap allow; returns
+    /// when the next one that had to wait may go.
+    fn send_what_may_go(
+        &mut self,
+        fetches: &mut FuturesUnordered<LocalBoxFuture<'static, Fetched>>,
+    ) -> Option<Instant> {
+        let mut next = None;
+        let now = Instant::now();
+        for request in self.window.to_ask() {
+            match self.enricher.send(&request, now) {
+                Go::Send(fetch) => {
+                    // The entries in the window all arrived before this point; entries that
+                    // arrive later get a higher sequence and will not share this answer.
+                    let asked_at = match self.store.sequence() {
+                        Ok(sequence) => sequence,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot read the inbox sequence");
+                            0
+                        }
+                    };
+                    self.window.asked(&request, asked_at);
+                    fetches.push(fetch);
+                }
+                Go::Later(at) => next = Some(next.map_or(at, |n: Instant| n.min(at))),
+                Go::Full => break,
+            }
+        }
+        next
+    }
+
+    fn apply(&mut self, request: &Request, outcome: Outcome) {
+        match outcome {
+            Outcome::Answer(result) => {
+                let fetched = result.enrichment.request.is_some();
+                let ready = self.window.answered(request, result);
+                if ready.len() > 1 {
+                    tracing::debug!(%request, events = ready.len(), "one Open API answer shared by queued events");
+                }
+                // Kept across a restart, so a fetched answer is not fetched again.
+                if fetched {
+                    for entry in ready {
+                        self.deliverer.save(entry);
+                    }
+                }
+            }
+            Outcome::Again => {
+                self.window.unanswered(request, |_| None);
+            }
+            Outcome::Failed { failure, attempt } => {
+                let dead_letter_after = self.dead_letter_after;
+                let deliverer = Rc::clone(&self.deliverer);
+                self.window.unanswered(request, |entry| {
+                    let dead = give_up(entry, &failure, attempt, dead_letter_after);
+                    if dead.is_none() {
+                        deliverer.save(entry);
+                    }
+                    dead
+                });
+            }
+        }
+    }
+}
+
+/// Records a failed enrichment on the event; Some if it is to become a dead letter.
+fn give_up(
+    entry: &mut crate::store::InboxEntry,
+    failure: &Failure,
+    attempt: u32,
+    dead_letter_after: Duration,
+) -> Option<Dead> {
+    let failing_for = entry
+        .event
+        .record_failure("enrichment", &failure.to_string(), now_millis());
+    match failure::next(failure, attempt, failing_for, dead_letter_after) {
+        Next::DeadLetter => Some(Dead {
+            stage: "enrichment".into(),
+            reason: failure.burial_reason(),
+        }),
+        Next::RetryAfter(_) | Next::Hold(_) => None,
+    }
+}
+
+async fn run_to_end(delivery: &mut Option<LocalBoxFuture<'static, ()>>) {
+    match delivery {
+        Some(delivery) => delivery.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => actix_rt::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
