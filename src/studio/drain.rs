@@ -10,15 +10,23 @@ use std::time::{Duration, Instant};
 use futures_util::future::LocalBoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
+use std::cell::RefCell;
+
 use super::deliver::{Deliverer, STORE_RETRY};
 use super::enrich::{Enricher, Fetched, Go, Outcome};
+use super::report::Report;
 use super::window::{Admitted, Dead, Window};
 use super::InboxBell;
+use super::StudioDeps;
 use crate::event::now_millis;
 use crate::failure::{self, Failure, Next};
+use crate::openapi::OpenApiClient;
+use crate::ratelimit::Budget;
 use crate::route::Request;
+use crate::sink::Sink;
 use crate::store::Store;
 use crate::tenant::StudioId;
+use crate::tenant::Tenant;
 
 /// Most events handed to the sinks together.
 pub const DELIVERY_BATCH: usize = 64;
@@ -34,6 +42,62 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// The worker for this version of the tenant file, and the span it logs in. Clients are built
+    /// here, on the actor's own thread: awc clients are not `Send`.
+    pub fn build(
+        tenant: &Tenant,
+        deps: &StudioDeps,
+        budget: &Rc<RefCell<Budget>>,
+    ) -> Result<(Worker, tracing::Span), String> {
+        let report = Rc::new(Report::new(
+            tenant.id.clone(),
+            deps.metrics.clone(),
+            deps.status.clone(),
+            deps.activity.clone(),
+        ));
+        let settings = &tenant.open_api;
+        let client = OpenApiClient::new(
+            &settings.base_url,
+            &settings.api_key,
+            settings.timeout,
+            &deps.outbound,
+        )
+        .map_err(|e| e.to_string())?;
+        let sinks = tenant
+            .sinks
+            .iter()
+            .zip(tenant.sink_keys())
+            .map(|(s, key)| Sink::new(s, &deps.outbound, &deps.file_writes).map(|sink| (key, sink)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let max_in_flight = settings.max_in_flight;
+        // Room for every request in flight several times over (skipped events, shared answers),
+        // and for a full delivery batch behind the one under way.
+        let window = Window::new(DELIVERY_BATCH.max(4 * max_in_flight as usize));
+        let span = report.span();
+        let worker = Worker {
+            studio: tenant.id.clone(),
+            store: deps.store.clone(),
+            wake: deps.wake.clone(),
+            window,
+            enricher: Enricher::new(
+                client,
+                Rc::clone(budget),
+                settings.requests_per_minute,
+                max_in_flight,
+                Rc::clone(&report),
+            ),
+            deliverer: Rc::new(Deliverer::new(
+                sinks,
+                deps.store.clone(),
+                report,
+                deps.dead_letter_after,
+            )),
+            dead_letter_after: deps.dead_letter_after,
+        };
+        Ok((worker, span))
+    }
+
     pub async fn run(mut self) {
         tracing::info!("studio running");
         let mut fetches: FuturesUnordered<LocalBoxFuture<'static, Fetched>> =

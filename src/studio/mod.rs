@@ -26,19 +26,14 @@ use tracing::Instrument;
 use crate::activity::Activity;
 use crate::event::now_millis;
 use crate::metrics::Metrics;
-use crate::openapi::OpenApiClient;
 use crate::outbound::Outbound;
 use crate::ratelimit::{Budget, BudgetSnapshot};
 use crate::route::ENDPOINTS;
-use crate::sink::{FileWrites, Sink};
+use crate::sink::FileWrites;
 use crate::status::{StudioState, StudioStatus};
 use crate::store::Store;
 use crate::tenant::Tenant;
-use deliver::Deliverer;
-use drain::{Worker, DELIVERY_BATCH};
-use enrich::Enricher;
-use report::Report;
-use window::Window;
+use drain::Worker;
 
 /// How often the Open API budget is saved. After a crash up to this much of the current
 /// minute's use is forgotten; the default budget (900 of the vendor's 1000) absorbs that.
@@ -171,7 +166,7 @@ impl StudioActor {
             return;
         }
         // Clients are built here, on the actor's own thread: awc clients are not `Send`.
-        match build_worker(&self.tenant, &self.deps, &self.budget) {
+        match Worker::build(&self.tenant, &self.deps, &self.budget) {
             Ok((worker, span)) => {
                 // The old worker is cancelled in the same handler, so two never run at once.
                 self.stop_worker(ctx);
@@ -247,60 +242,4 @@ impl Handler<Retire> for StudioActor {
     fn handle(&mut self, _: Retire, ctx: &mut Self::Context) {
         ctx.stop();
     }
-}
-
-/// The worker for this version of the tenant file, and the span it logs in. Clients are built
-/// here, on the actor's own thread: awc clients are not `Send`.
-fn build_worker(
-    tenant: &Tenant,
-    deps: &StudioDeps,
-    budget: &Rc<RefCell<Budget>>,
-) -> Result<(Worker, tracing::Span), String> {
-    let report = Rc::new(Report::new(
-        tenant.id.clone(),
-        deps.metrics.clone(),
-        deps.status.clone(),
-        deps.activity.clone(),
-    ));
-    let settings = &tenant.open_api;
-    let client = OpenApiClient::new(
-        &settings.base_url,
-        &settings.api_key,
-        settings.timeout,
-        &deps.outbound,
-    )
-    .map_err(|e| e.to_string())?;
-    let sinks = tenant
-        .sinks
-        .iter()
-        .zip(tenant.sink_keys())
-        .map(|(s, key)| Sink::new(s, &deps.outbound, &deps.file_writes).map(|sink| (key, sink)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
-    let max_in_flight = settings.max_in_flight;
-    // Room for every request in flight several times over (skipped events, shared answers),
-    // and for a full delivery batch behind the one under way.
-    let window = Window::new(DELIVERY_BATCH.max(4 * max_in_flight as usize));
-    let span = report.span();
-    let worker = Worker {
-        studio: tenant.id.clone(),
-        store: deps.store.clone(),
-        wake: deps.wake.clone(),
-        window,
-        enricher: Enricher::new(
-            client,
-            Rc::clone(budget),
-            settings.requests_per_minute,
-            max_in_flight,
-            Rc::clone(&report),
-        ),
-        deliverer: Rc::new(Deliverer::new(
-            sinks,
-            deps.store.clone(),
-            report,
-            deps.dead_letter_after,
-        )),
-        dead_letter_after: deps.dead_letter_after,
-    };
-    Ok((worker, span))
 }
