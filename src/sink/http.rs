@@ -12,25 +12,23 @@ use sha2::Sha256;
 
 use super::SinkError;
 use crate::outbound::Outbound;
+use crate::redacted_url::RedactedUrl;
 
 pub struct HttpSink {
     client: awc::Client,
-    url: String,
-    /// For error messages: no user info or query.
-    shown_url: String,
+    url: RedactedUrl,
     key: Vec<u8>,
 }
 
 impl HttpSink {
     pub fn new(
-        url: String,
+        url: RedactedUrl,
         secret: &SecretString,
         timeout: Duration,
         outbound: &Outbound,
     ) -> Result<Self, SinkError> {
         Ok(HttpSink {
             client: outbound.client(timeout),
-            shown_url: crate::tenant::redact_url(&url),
             url,
             key: signing_key(secret.expose_secret()),
         })
@@ -46,14 +44,14 @@ impl HttpSink {
         signature.set_sensitive(true);
         let response = self
             .client
-            .post(&self.url)
+            .post(self.url.expose())
             .insert_header(("content-type", "application/json"))
             .insert_header(("webhook-id", event_id))
             .insert_header(("webhook-timestamp", timestamp.to_string()))
             .insert_header(("webhook-signature", signature))
             .send_body(body.to_vec())
             .await
-            .map_err(|e| SinkError(format!("POST {}: {e}", self.shown_url)))?;
+            .map_err(|e| SinkError(format!("POST {}: {e}", self.url)))?;
         if response.status().is_success() {
             Ok(())
         } else {
