@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod outbound;
 pub mod ratelimit;
 pub mod redact;
+pub mod redacted_url;
 pub mod registry;
 pub mod reload;
 pub mod route;

@@ -1,4 +1,6 @@
 //! Command sink: runs the partner's program with the event JSON on stdin; exit 0 = delivered.
+//! Every failure is transient: no exit code means "never send this again", and what keeps
+//! failing still becomes a dead letter after `dead_letter_after`.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -6,7 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
-use super::SinkError;
+use crate::failure::Failure;
 
 /// The only variables a command inherits from the relay.
 const INHERITED: [&str; 5] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ"];
@@ -21,7 +23,7 @@ impl CommandSink {
         CommandSink { argv, timeout }
     }
 
-    pub async fn deliver(&self, event_id: &str, body: &[u8]) -> Result<(), SinkError> {
+    pub async fn deliver(&self, event_id: &str, body: &[u8]) -> Result<(), Failure> {
         let program = &self.argv[0];
         // A clean environment: the relay's own holds other studios' `*_env` secrets.
         let mut command = Command::new(program);
@@ -38,7 +40,7 @@ impl CommandSink {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| SinkError(format!("cannot start {program}: {e}")))?;
+            .map_err(|e| Failure::transient(format!("cannot start {program}: {e}")))?;
         let run = async {
             if let Some(mut stdin) = child.stdin.take() {
                 // A program that exits without reading stdin is its own business; its exit code decides.
@@ -52,11 +54,11 @@ impl CommandSink {
             (status, stderr)
         };
         match tokio::time::timeout(self.timeout, run).await {
-            Err(_) => Err(SinkError(format!(
+            Err(_) => Err(Failure::transient(format!(
                 "{program} did not finish within {:?}",
                 self.timeout
             ))),
-            Ok((Err(e), _)) => Err(SinkError(format!("{program}: {e}"))),
+            Ok((Err(e), _)) => Err(Failure::transient(format!("{program}: {e}"))),
             Ok((Ok(status), _)) if status.success() => Ok(()),
             Ok((Ok(status), stderr)) => {
                 let tail: String = stderr
@@ -68,7 +70,9 @@ impl CommandSink {
                     .into_iter()
                     .rev()
                     .collect();
-                Err(SinkError(format!("{program} exited with {status}: {tail}")))
+                Err(Failure::transient(format!(
+                    "{program} exited with {status}: {tail}"
+                )))
             }
         }
     }

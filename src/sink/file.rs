@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Semaphore;
 
-use super::SinkError;
+use crate::failure::Failure;
 
 /// How many file appends run at once, over all studios. Without a bound, 1,000 studios with
 /// file sinks kept over 500 threads, one per waiting fsync. Too tight a bound lets deliveries
@@ -90,13 +90,13 @@ impl FileSink {
 
     /// Appends the line and syncs it, on a blocking thread: an fsync must not hold up the
     /// other studios that share this actor thread.
-    pub async fn deliver(&self, body: &[u8]) -> Result<(), SinkError> {
+    pub async fn deliver(&self, body: &[u8]) -> Result<(), Failure> {
         self.deliver_lines(&[body]).await
     }
 
     /// Several events in one write and one sync: a backlog costs one fsync per batch, not per
     /// event. All or none are reported delivered.
-    pub async fn deliver_lines(&self, bodies: &[&[u8]]) -> Result<(), SinkError> {
+    pub async fn deliver_lines(&self, bodies: &[&[u8]]) -> Result<(), Failure> {
         let path = self.path.clone();
         let mut lines = Vec::with_capacity(bodies.iter().map(|b| b.len() + 1).sum());
         for body in bodies {
@@ -121,15 +121,18 @@ impl FileSink {
                 appended
             })
             .await
-            .map_err(|e| SinkError(format!("file sink task failed: {e}")))?
+            .map_err(|e| Failure::transient(format!("file sink task failed: {e}")))?
     }
 }
 
 /// The file is opened per delivery so that a partner may rotate or truncate it at any time; one
 /// `write` per delivery keeps lines whole under O_APPEND. A new file's directory is synced too, or
-/// the file itself could vanish with a power loss.
-fn append(path: &Path, lines: &[u8]) -> Result<(), SinkError> {
-    let fail = |what: &str, e: std::io::Error| SinkError(format!("{what} {}: {e}", path.display()));
+/// the file itself could vanish with a power loss. Every io error is worth retrying: a full disk
+/// or a missing mount may clear, and a wrong permission can be fixed without losing the events.
+fn append(path: &Path, lines: &[u8]) -> Result<(), Failure> {
+    let fail = |what: &str, e: std::io::Error| {
+        Failure::transient(format!("{what} {}: {e}", path.display()))
+    };
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     if let Some(dir) = dir {
         std::fs::create_dir_all(dir).map_err(|e| fail("cannot create the directory of", e))?;

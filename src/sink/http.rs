@@ -3,67 +3,155 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use awc::http::header::HeaderValue;
+use actix_web::web::Bytes;
+use awc::error::PayloadError;
+use awc::http::header::{HeaderValue, RETRY_AFTER};
+use awc::http::{StatusCode, Uri};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
+use futures_util::{Stream, StreamExt};
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
-use super::SinkError;
+use super::SinkSetupError;
+use crate::backoff::parse_retry_after;
+use crate::failure::Failure;
 use crate::outbound::Outbound;
+use crate::redacted_url::RedactedUrl;
+
+/// How much of a refusal's body is read: nothing else bounds what a receiver sends back.
+const BODY_READ_AT_MOST: usize = 1024;
+/// How much of it the failure's reason shows.
+const BODY_SHOWN_CHARS: usize = 200;
 
 pub struct HttpSink {
     client: awc::Client,
-    url: String,
-    /// For error messages: no user info or query.
-    shown_url: String,
+    url: RedactedUrl,
+    /// Also bounds reading a refusal's body, which awc's own timeout does not cover.
+    timeout: Duration,
     key: Vec<u8>,
 }
 
 impl HttpSink {
     pub fn new(
-        url: String,
+        url: RedactedUrl,
         secret: &SecretString,
         timeout: Duration,
         outbound: &Outbound,
-    ) -> Result<Self, SinkError> {
+    ) -> Result<Self, SinkSetupError> {
+        // Refused here rather than on every delivery, where it would look like a passing fault.
+        let reason = match url.expose().parse::<Uri>() {
+            Err(e) => Some(e.to_string()),
+            Ok(uri) if !matches!(uri.scheme_str(), Some("http" | "https")) => {
+                Some("the scheme must be http or https".to_string())
+            }
+            Ok(uri) if uri.host().is_none() => Some("it has no host".to_string()),
+            Ok(_) => None,
+        };
+        if let Some(reason) = reason {
+            return Err(SinkSetupError::Url { url, reason });
+        }
         Ok(HttpSink {
             client: outbound.client(timeout),
-            shown_url: crate::tenant::redact_url(&url),
             url,
+            timeout,
             key: signing_key(secret.expose_secret()),
         })
     }
 
-    pub async fn deliver(&self, event_id: &str, body: &[u8]) -> Result<(), SinkError> {
+    pub async fn deliver(&self, event_id: &str, body: &[u8]) -> Result<(), Failure> {
+        self.post(event_id, body)
+            .await
+            .map_err(|f| f.context(format_args!("POST {}", self.url)))
+    }
+
+    async fn post(&self, event_id: &str, body: &[u8]) -> Result<(), Failure> {
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
         let mut signature = HeaderValue::from_str(&sign(&self.key, event_id, timestamp, body))
-            .map_err(|e| SinkError(e.to_string()))?;
+            .map_err(Failure::permanent)?;
         signature.set_sensitive(true);
         let response = self
             .client
-            .post(&self.url)
+            .post(self.url.expose())
             .insert_header(("content-type", "application/json"))
             .insert_header(("webhook-id", event_id))
             .insert_header(("webhook-timestamp", timestamp.to_string()))
             .insert_header(("webhook-signature", signature))
             .send_body(body.to_vec())
             .await
-            .map_err(|e| SinkError(format!("POST {}: {e}", self.shown_url)))?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(SinkError(format!(
-                "POST {}: {}",
-                self.url,
-                response.status()
-            )))
+            // awc 3.11's messages name no URL; scrubbed all the same, since the resolver's
+            // error or a later version's could.
+            .map_err(|e| Failure::transient(self.url.scrub(&e.to_string())))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        Err(match status {
+            StatusCode::TOO_MANY_REQUESTS => Failure::RateLimited {
+                reason: status.to_string(),
+                retry_after,
+            },
+            StatusCode::SERVICE_UNAVAILABLE => Failure::Transient {
+                reason: status.to_string(),
+                retry_after,
+            },
+            StatusCode::REQUEST_TIMEOUT => Failure::transient(status),
+            // Following one could carry the URL's token to another host.
+            s if s.is_redirection() => Failure::transient(format!("{s}: redirect not followed")),
+            s if s.is_client_error() => {
+                // The receiver's own words say why; they may repeat the request, so scrubbed.
+                let start = read_start(response.timeout(self.timeout)).await;
+                let start = excerpt(&self.url.scrub(&String::from_utf8_lossy(&start)));
+                if start.is_empty() {
+                    Failure::permanent(s)
+                } else {
+                    Failure::permanent(format!("{s}: {start}"))
+                }
+            }
+            s => Failure::transient(s),
+        })
+    }
+}
+
+/// The first `BODY_READ_AT_MOST` bytes of a body, or what arrived before it failed.
+async fn read_start(mut body: impl Stream<Item = Result<Bytes, PayloadError>> + Unpin) -> Vec<u8> {
+    let mut start = Vec::new();
+    while start.len() < BODY_READ_AT_MOST {
+        match body.next().await {
+            Some(Ok(chunk)) => {
+                let room = BODY_READ_AT_MOST - start.len();
+                start.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Some(Err(_)) | None => break,
         }
     }
+    start
+}
+
+/// One line of at most `BODY_SHOWN_CHARS`: control characters could forge log lines, and a
+/// pretty-printed body reads better with its whitespace runs as single spaces.
+fn excerpt(text: &str) -> String {
+    let words = text.split(|c: char| c.is_whitespace() || c.is_control());
+    let line = words
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if line.chars().count() <= BODY_SHOWN_CHARS {
+        return line;
+    }
+    line.chars()
+        .take(BODY_SHOWN_CHARS)
+        .chain("...".chars())
+        .collect()
 }
 
 /// Standard Webhooks: a `whsec_` secret is base64 after the prefix; any other string is used
@@ -102,5 +190,126 @@ mod tests {
             br#"{"test": 2432232314}"#,
         );
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    fn sink(url: String) -> HttpSink {
+        let secret = SecretString::from("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        let url = RedactedUrl::new(url);
+        HttpSink::new(url, &secret, Duration::from_secs(5), &Outbound::default()).unwrap()
+    }
+
+    /// A receiver that answers each path with the status it names.
+    async fn answering() -> (std::net::SocketAddr, actix_web::dev::ServerHandle) {
+        use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+        async fn answer(req: HttpRequest) -> HttpResponse {
+            let status: u16 = req.path()[1..].parse().unwrap();
+            let mut response = HttpResponse::build(StatusCode::from_u16(status).unwrap());
+            match status {
+                429 | 503 => response.insert_header(("retry-after", "7")).finish(),
+                302 => response.insert_header(("location", "/204")).finish(),
+                404 => response.body(""),
+                _ => response.body(format!(
+                    "{{\n  \"error\": \"no\tsuch\u{1b}[2Jhook\",\n  \"request\": \"{}?{}\",\n  \"padding\": \"{}\"\n}}",
+                    req.path(),
+                    req.query_string(),
+                    "x".repeat(4000)
+                )),
+            }
+        }
+        let server = HttpServer::new(|| App::new().default_service(web::to(answer)))
+            .workers(1)
+            .bind("127.0.0.1:0")
+            .unwrap();
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        actix_rt::spawn(server);
+        (addr, handle)
+    }
+
+    #[actix_rt::test]
+    async fn each_answer_becomes_the_failure_the_policy_needs() {
+        let (addr, server) = answering().await;
+        let deliver = |status: u16| {
+            let sink = sink(format!(
+                "http://u:pa55word@{addr}/{status}?token=s3cret-token"
+            ));
+            async move { sink.deliver("evt-1", b"{}").await }
+        };
+        assert_eq!(deliver(204).await, Ok(()));
+        let seven = Some(Duration::from_secs(7));
+        let url = format!("POST http://{addr}");
+        for (status, expected) in [
+            (
+                408,
+                Failure::transient(format!("{url}/408: 408 Request Timeout")),
+            ),
+            (
+                429,
+                Failure::RateLimited {
+                    reason: format!("{url}/429: 429 Too Many Requests"),
+                    retry_after: seven,
+                },
+            ),
+            (
+                503,
+                Failure::Transient {
+                    reason: format!("{url}/503: 503 Service Unavailable"),
+                    retry_after: seven,
+                },
+            ),
+            (
+                500,
+                Failure::transient(format!("{url}/500: 500 Internal Server Error")),
+            ),
+            (
+                302,
+                Failure::transient(format!("{url}/302: 302 Found: redirect not followed")),
+            ),
+            (404, Failure::permanent(format!("{url}/404: 404 Not Found"))),
+        ] {
+            assert_eq!(deliver(status).await.unwrap_err(), expected);
+        }
+
+        let Err(Failure::Permanent { reason }) = deliver(400).await else {
+            panic!("a 400 is permanent");
+        };
+        let prefix = format!(
+            "{url}/400: 400 Bad Request: {{ \"error\": \"no such [2Jhook\", \"request\": \"/400?token=[redacted]\", \"padding\": \"xxx"
+        );
+        assert!(reason.starts_with(&prefix), "{reason}");
+        assert!(reason.ends_with("x..."), "{reason}");
+        let body = reason.split_once("400 Bad Request: ").unwrap().1;
+        assert_eq!(body.chars().count(), 200 + "...".len());
+        server.stop(true).await;
+    }
+
+    /// Connection refused: the client's message is all there is, and it must not carry the
+    /// URL's secrets either.
+    #[actix_rt::test]
+    async fn a_transport_error_is_transient_and_shows_no_secret() {
+        let sink = sink("http://u:pa55word@127.0.0.1:9/in?token=s3cret-token".into());
+        let failure = sink.deliver("evt-1", b"{}").await.unwrap_err();
+        assert_eq!(failure.kind(), "transient");
+        let shown = format!("{failure} {failure:?}");
+        assert!(shown.starts_with("POST http://127.0.0.1:9/in: "), "{shown}");
+        assert!(!shown.contains("pa55word") && !shown.contains("s3cret-token"));
+    }
+
+    #[test]
+    fn refuses_a_url_it_cannot_send_to_without_showing_it() {
+        let secret = SecretString::from("s");
+        let outbound = Outbound::default();
+        for url in ["ftp://u:pa55word@host/x", "/only/a/path?token=s3cret-token"] {
+            let made = HttpSink::new(RedactedUrl::new(url), &secret, Duration::ZERO, &outbound);
+            let Err(e) = made else {
+                panic!("{url} accepted");
+            };
+            let shown = format!("{e} {e:?}");
+            assert!(
+                !shown.contains("pa55word") && !shown.contains("s3cret-token"),
+                "{shown}"
+            );
+        }
     }
 }

@@ -296,3 +296,111 @@ where
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4())
 }
+
+/// The relay's binary run as a partner runs it, with JSON logs at debug level, so a test can
+/// read everything it logs.
+pub struct RelayProcess {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Everything logged so far, one JSON object a line.
+    pub log: Vec<String>,
+    /// `POST` webhooks here.
+    pub url: String,
+    pub admin_url: String,
+}
+
+impl RelayProcess {
+    /// Writes `gymrelay.toml` into `dir` for the tenants already there, with `extra` appended
+    /// (whole tables), and waits until both listeners are up.
+    pub async fn start(dir: &Path, extra: &str) -> RelayProcess {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+
+        let config = dir.join("gymrelay.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[http]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\n[storage]\npath = {:?}\n[tenants]\ndir = {:?}\n{extra}",
+                dir.join("data").display().to_string(),
+                dir.join("tenants").display().to_string()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gymrelay"))
+            .args(["serve", "--log-format", "json", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut relay = RelayProcess {
+            child,
+            lines,
+            log: Vec::new(),
+            url: String::new(),
+            admin_url: String::new(),
+        };
+        let (url, admin_url) = eventually("the relay to log its addresses", || {
+            let webhook = relay.logged_addr("listening for webhooks on POST /webhook");
+            let admin = relay.logged_addr("admin listener: /healthz /readyz /metrics /api");
+            let both = webhook.zip(admin).map(|(webhook, admin)| {
+                (
+                    format!("http://{webhook}/webhook"),
+                    format!("http://{admin}"),
+                )
+            });
+            async move { both }
+        })
+        .await;
+        relay.url = url;
+        relay.admin_url = admin_url;
+        relay
+    }
+
+    /// Brings `log` up to date.
+    pub fn read_log(&mut self) -> &[String] {
+        self.log.extend(self.lines.try_iter());
+        &self.log
+    }
+
+    /// The `addr` field of the first line with this message.
+    fn logged_addr(&mut self, message: &str) -> Option<String> {
+        self.read_log()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| l["fields"]["message"] == message)
+            .and_then(|l| l["fields"]["addr"].as_str().map(str::to_string))
+    }
+
+    /// GET on the admin listener with the test token; returns the body text.
+    pub async fn admin(&self, path: &str) -> String {
+        let mut res = awc::Client::default()
+            .get(format!("{}{path}", self.admin_url))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("admin answers");
+        assert_eq!(res.status(), 200, "GET {path}");
+        let body = res.body().await.unwrap_or_default();
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
+    /// Kills the relay and returns its whole log.
+    pub fn kill(mut self) -> String {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        // The reader thread ends with the child's stderr.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            self.log.push(line);
+        }
+        self.log.join("\n")
+    }
+}

@@ -1,9 +1,6 @@
 //! What the relay writes to its log: JSON when asked, one line per webhook at debug, and never
 //! a key or a secret, whatever the level.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
 use gymrelay::simulate::Fault;
 use serde_json::Value;
 
@@ -21,71 +18,32 @@ async fn debug_json_logs_carry_one_line_per_webhook_and_no_secret() {
     ];
     let sim = start_sim(&studios).await;
     write_tenants(dir.path(), &studios, &sim);
-    std::fs::write(
-        dir.path().join("gymrelay.toml"),
-        format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\n[storage]\npath = {:?}\n[tenants]\ndir = {:?}\n",
-            dir.path().join("data").display().to_string(),
-            dir.path().join("tenants").display().to_string()
-        ),
-    )
-    .unwrap();
     // Hamburg's Open API rejects its key, so the rejection path logs too.
     sim.set_fault("hamburg", Fault::Status(401));
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gymrelay"))
-        .args(["serve", "--log-format", "json", "--config"])
-        .arg(dir.path().join("gymrelay.toml"))
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut log_lines = Vec::new();
-    let url = eventually("the relay to log its address", || {
-        log_lines.extend(rx.try_iter());
-        let addr = log_lines
-            .iter()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|l| l["fields"]["message"] == "listening for webhooks on POST /webhook")
-            .and_then(|l| {
-                l["fields"]["addr"]
-                    .as_str()
-                    .map(|a| format!("http://{a}/webhook"))
-            });
-        async move { addr }
-    })
-    .await;
+    let mut relay = RelayProcess::start(dir.path(), "").await;
     let client = awc::Client::default();
     let uuid = unique("logged");
     for studio in ["berlin", "hamburg"] {
         let body = notification(&uuid, "CUSTOMER_UPDATED", 3, None).to_string();
-        let (status, _) =
-            post_with(&client, &url, Some(&webhook_key(studio)), body.into_bytes()).await;
+        let (status, _) = post_with(
+            &client,
+            &relay.url,
+            Some(&webhook_key(studio)),
+            body.into_bytes(),
+        )
+        .await;
         assert_eq!(status, 200);
     }
-    post_with(&client, &url, Some("wrong-key-guess"), b"{}".to_vec()).await;
+    post_with(&client, &relay.url, Some("wrong-key-guess"), b"{}".to_vec()).await;
     eventually("the rejection and the sink failure to be logged", || {
-        log_lines.extend(rx.try_iter());
-        let logged = |needle: &str| log_lines.iter().any(|l| l.contains(needle));
+        let log = relay.read_log();
+        let logged = |needle: &str| log.iter().any(|l| l.contains(needle));
         let both = logged("rejected the studio's key") && logged("sink delivery failed");
         async move { both.then_some(()) }
     })
     .await;
-    child.kill().unwrap();
-    child.wait().unwrap();
-    // The reader thread ends with the child's stderr.
-    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(2)) {
-        log_lines.push(line);
-    }
-    let log = log_lines.join("\n");
+    let log = relay.kill();
 
     let lines: Vec<Value> = log
         .lines()

@@ -207,3 +207,152 @@ async fn a_backlog_reaches_every_sink_once_and_in_order_when_one_fails_midway() 
     app.stop().await;
     server_handle.stop(true).await;
 }
+
+/// A partner's endpoint that refuses every request with one status and a JSON body that
+/// repeats the request's path and query, as error pages often do. Keeps each request's query.
+struct Refusing {
+    status: u16,
+    queries: Mutex<Vec<String>>,
+}
+
+async fn refuse(req: HttpRequest, state: web::Data<Arc<Refusing>>) -> HttpResponse {
+    state
+        .queries
+        .lock()
+        .unwrap()
+        .push(req.query_string().to_string());
+    let status = actix_web::http::StatusCode::from_u16(state.status).unwrap();
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(
+            serde_json::json!({"error": "customer_id is missing", "request": req.uri().to_string()})
+                .to_string(),
+        )
+}
+
+async fn refusing(status: u16) -> (Arc<Refusing>, String, actix_web::dev::ServerHandle) {
+    let receiver = Arc::new(Refusing {
+        status,
+        queries: Mutex::default(),
+    });
+    let data = web::Data::new(receiver.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .default_service(web::to(refuse))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let addr = server.addrs()[0].to_string();
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    (receiver, addr, handle)
+}
+
+fn http_sink(url: &str) -> String {
+    format!("[[sinks]]\ntype = \"http\"\nurl = \"{url}\"\nsecret = \"{SECRET}\"\n")
+}
+
+/// A 400 says this event will never be accepted: retrying only hammers the receiver and holds
+/// up the studio's later events.
+#[actix_rt::test]
+async fn an_http_sink_answering_400_is_dead_lettered_after_one_attempt() {
+    let (receiver, addr, server_handle) = refusing(400).await;
+    let studio = Studio::new("berlin").with(&http_sink(&format!("http://{addr}/hook")));
+    let app = spawn_app(vec![studio]).await;
+    let uuid = unique("refused");
+    app.notify("berlin", &uuid, "CUSTOMER_UPDATED", 8).await;
+
+    let letter = eventually("the refused event to become a dead letter", || async {
+        let letters = app
+            .admin_json("GET", "/api/dead-letters?studio=berlin")
+            .await;
+        letters["dead_letters"]
+            .as_array()
+            .and_then(|l| l.first().cloned())
+    })
+    .await;
+    assert_eq!(letter["event"]["id"], uuid);
+    let reason = letter["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("400"), "{letter}");
+    assert!(
+        reason.contains(r#"{"error":"customer_id is missing""#),
+        "{letter}"
+    );
+    assert_eq!(receiver.queries.lock().unwrap().len(), 1, "one attempt");
+    app.stop().await;
+    server_handle.stop(true).await;
+}
+
+/// Tokens in a sink's URL reach the receiver and nothing else: not the admin API, not the dead
+/// letters, not the log. One studio's receiver fails in a way worth retrying, the other's
+/// refuses for good.
+#[actix_rt::test]
+async fn sink_url_secrets_never_show() {
+    const SECRETS: [&str; 2] = ["pa55word", "s3cret-token"];
+    let (failing, failing_addr, failing_handle) = refusing(500).await;
+    let (refusing, refusing_addr, refusing_handle) = refusing(400).await;
+    let url = |addr: &str| format!("http://user:pa55word@{addr}/in?token=s3cret-token");
+    let studios = [
+        Studio::new("berlin").with(&http_sink(&url(&failing_addr))),
+        Studio::new("hamburg").with(&http_sink(&url(&refusing_addr))),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(&studios).await;
+    write_tenants(dir.path(), &studios, &sim);
+    // Short, so that the 500s also end as a dead letter, whose reason is checked too.
+    let relay = RelayProcess::start(dir.path(), "[delivery]\ndead_letter_after = \"2s\"\n").await;
+    let client = awc::Client::default();
+    let uuid = unique("secret");
+    for studio in ["berlin", "hamburg"] {
+        let body = notification(&uuid, "CUSTOMER_UPDATED", 3, None).to_string();
+        let (status, _) = post_with(
+            &client,
+            &relay.url,
+            Some(&webhook_key(studio)),
+            body.into_bytes(),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let shows_secret = |text: &str| SECRETS.iter().any(|s| text.contains(s));
+
+    let studios = eventually("berlin to show the 500 as its last error", || async {
+        let text = relay.admin("/api/studios").await;
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let retrying = json["studios"].as_array().unwrap().iter().any(|s| {
+            s["id"] == "berlin" && s["last_error"].as_str().is_some_and(|e| e.contains("500"))
+        });
+        retrying.then_some(text)
+    })
+    .await;
+    assert!(!shows_secret(&studios), "{studios}");
+
+    let letters = eventually("both events to become dead letters", || async {
+        let text = relay.admin("/api/dead-letters").await;
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        (json["dead_letters"].as_array().unwrap().len() == 2).then_some(text)
+    })
+    .await;
+    assert!(!shows_secret(&letters), "{letters}");
+    assert!(letters.contains("customer_id is missing"), "{letters}");
+    let studios = relay.admin("/api/studios").await;
+    assert!(!shows_secret(&studios), "{studios}");
+
+    // The URL as configured was used: what is missing above was really there to leak.
+    for receiver in [&failing, &refusing] {
+        assert_eq!(
+            receiver.queries.lock().unwrap()[0],
+            "token=s3cret-token",
+            "the receiver got the token"
+        );
+    }
+    let log = relay.kill();
+    assert!(log.contains("sink delivery failed"), "{log}");
+    assert!(!shows_secret(&log), "{log}");
+    sim.stop().await;
+    failing_handle.stop(true).await;
+    refusing_handle.stop(true).await;
+}
