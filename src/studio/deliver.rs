@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::report::Report;
 use super::window::Dead;
 use crate::event::{now_millis, DeadLetter};
-use crate::failure::{self, Failure, Next};
+use crate::failure::{self, Next};
 use crate::sink::Sink;
 use crate::status::StudioState;
 use crate::store::{InboxEntry, Store};
@@ -110,7 +110,7 @@ impl Deliverer {
                 .collect();
             let (taken, failure) = match sink.deliver_all(&batch).await {
                 Ok(()) => (todo.len(), None),
-                Err((taken, e)) => (taken, Some(Failure::transient(e))),
+                Err((taken, failure)) => (taken, Some(failure)),
             };
             drop(batch);
             for &i in &todo[..taken] {
