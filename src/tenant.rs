@@ -453,14 +453,18 @@ fn check_url(
     url: &str,
     err: &dyn Fn(&str, String) -> TenantError,
 ) -> Result<(), TenantError> {
+    // The URL itself is never repeated: its user info or query may hold a token.
     let uri: awc::http::Uri = url
         .parse()
-        .map_err(|e| err(field, format!("{url:?} is not a URL: {e}")))?;
+        .map_err(|e| err(field, format!("not a URL: {e}")))?;
     match uri.scheme_str() {
         Some("http") | Some("https") if uri.host().is_some() => Ok(()),
         _ => Err(err(
             field,
-            format!("{url:?} must be an http:// or https:// URL"),
+            format!(
+                "{} must be an http:// or https:// URL with a host",
+                crate::redacted_url::RedactedUrl::new(url)
+            ),
         )),
     }
 }
@@ -597,6 +601,25 @@ mod tests {
         type = "file"
         path = "out/berlin.ndjson"
     "#;
+
+    #[test]
+    fn a_bad_sink_url_is_refused_without_repeating_its_token() {
+        let dir = tempfile::tempdir().unwrap();
+        for url in [
+            "ftp://user:pa55word@crm.example/in?token=s3cret-token",
+            "http://user:pa55word@crm example/in?token=s3cret-token",
+        ] {
+            let text =
+                format!("{GOOD}\n[[sinks]]\ntype = \"http\"\nurl = {url:?}\nsecret = \"x\"\n");
+            let e = load(&write(dir.path(), "s.toml", &text)).unwrap_err();
+            assert_eq!(e.field, "sinks[1].url", "{e}");
+            let shown = e.to_string();
+            assert!(
+                !shown.contains("pa55word") && !shown.contains("s3cret-token"),
+                "{shown}"
+            );
+        }
+    }
 
     #[test]
     fn loads_a_good_file() {
