@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use super::data::DataSet;
 use super::fault::Fault;
+use super::latency::Latency;
 use super::record::RequestLog;
 use super::studio::SimStudio;
 use super::vendor_limit::{VendorLimit, Verdict};
@@ -17,6 +18,7 @@ use super::vendor_limit::{VendorLimit, Verdict};
 pub(crate) struct StudioEntry {
     pub open_api_key: String,
     pub data: DataSet,
+    pub latency: Latency,
 }
 
 pub(crate) struct SimState {
@@ -44,6 +46,7 @@ impl SimState {
                 let entry = StudioEntry {
                     data: DataSet::new(s.id.clone(), s.seed),
                     open_api_key: s.open_api_key,
+                    latency: s.latency,
                 };
                 (s.id, entry)
             })

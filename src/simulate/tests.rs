@@ -393,6 +393,76 @@ async fn a_hanging_studio_never_answers_and_still_stops_promptly() {
 }
 
 #[actix_rt::test]
+async fn every_answer_waits_for_its_studios_latency_and_stop_cuts_it_short() {
+    let ms = Duration::from_millis;
+    let timed = vec![
+        SimStudio::new("berlin", "key-berlin").with_latency(ms(150), ms(250)),
+        SimStudio::new("hamburg", "key-hamburg").with_latency(ms(100), ms(100)),
+        SimStudio::new("bremen", "key-bremen").with_latency(ms(30_000), ms(30_000)),
+    ];
+    let sim = OpenApiSim::start(loopback(), timed, None)
+        .await
+        .expect("the simulator starts");
+    let client = awc::Client::default();
+    let berlin = sim.base_url("berlin");
+
+    // Entities, errors and HEAD alike: every answer past the fault check takes its time. No
+    // upper bound: a loaded machine may answer later, never sooner.
+    for (path, key, status) in [
+        ("/v1/customers/1", Some("key-berlin"), 200),
+        ("/v1/customers/2", Some("key-berlin"), 200),
+        ("/v1/customers/2001", Some("key-berlin"), 404),
+        ("/v1/customers/1", Some("wrong"), 401),
+    ] {
+        let started = Instant::now();
+        assert_eq!(
+            get(&client, &format!("{berlin}{path}"), key).await.0,
+            status
+        );
+        assert!(
+            started.elapsed() >= ms(150),
+            "{path}: {:?}",
+            started.elapsed()
+        );
+    }
+    let started = Instant::now();
+    let hamburg = format!("{}/v1/employees/1", sim.base_url("hamburg"));
+    assert_eq!(head(&client, &hamburg, "key-hamburg").await, (200, 0));
+    assert!(started.elapsed() >= ms(100), "{:?}", started.elapsed());
+
+    // Faults do not wait: the latency is that of a normal answer. (10 s against 30 s leaves
+    // a loaded machine plenty of room.)
+    let bremen = format!("{}/v1/customers/1", sim.base_url("bremen"));
+    sim.set_fault("bremen", Fault::Status(503));
+    let started = Instant::now();
+    assert_eq!(get(&client, &bremen, Some("key-bremen")).await.0, 503);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    sim.set_fault("bremen", Fault::None);
+
+    // A long latency does not hold up the stop.
+    let url = format!("{}/v1/customers/3", sim.base_url("bremen"));
+    let waiting = actix_rt::spawn(async move {
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .finish();
+        get(&client, &url, Some("key-bremen")).await.0
+    });
+    while sim
+        .requests()
+        .iter()
+        .filter(|r| r.studio == "bremen")
+        .count()
+        < 2
+    {
+        actix_rt::time::sleep(ms(5)).await;
+    }
+    let stopping = Instant::now();
+    sim.stop().await;
+    assert!(stopping.elapsed() < Duration::from_secs(2));
+    assert_eq!(waiting.await.ok(), Some(200));
+}
+
+#[actix_rt::test]
 async fn duplicate_studio_ids_are_refused() {
     let twice = vec![SimStudio::new("a", "k1"), SimStudio::new("a", "k2")];
     let refused = OpenApiSim::start(loopback(), twice, None).await;
