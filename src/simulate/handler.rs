@@ -77,7 +77,7 @@ async fn respond(
     match decision {
         Decision::Answer(response) => response,
         Decision::Serve(route) => match entity(studio, route) {
-            Some(body) => HttpResponse::Ok().json(body),
+            Some(body) => served(state, body),
             None => vendor_error(404, "entity not found"),
         },
     }
@@ -126,6 +126,16 @@ fn decide(
             route: Some(route), ..
         }) => Decision::Serve(route),
     }
+}
+
+/// The 200 answer, stamped with `servedSeq` now, after the latency, if the simulator stamps.
+fn served(state: &SimState, mut body: serde_json::Value) -> HttpResponse {
+    if let serde_json::Value::Object(fields) = &mut body {
+        if let Some(seq) = state.next_stamp() {
+            fields.insert("servedSeq".to_owned(), seq.into());
+        }
+    }
+    HttpResponse::Ok().json(body)
 }
 
 fn entity(studio: &StudioEntry, route: Route) -> Option<serde_json::Value> {

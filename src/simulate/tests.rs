@@ -463,6 +463,80 @@ async fn every_answer_waits_for_its_studios_latency_and_stop_cuts_it_short() {
 }
 
 #[actix_rt::test]
+async fn stamps_rise_in_answer_order_and_only_on_object_answers() {
+    let ms = Duration::from_millis;
+    let slow_and_fast = vec![
+        // Long enough that the fast request surely overtakes it on a loaded machine.
+        SimStudio::new("slow", "key-slow").with_latency(ms(2000), ms(2000)),
+        SimStudio::new("fast", "key-fast"),
+    ];
+    let options = SimOptions {
+        stamp_answers: true,
+        ..SimOptions::default()
+    };
+    let sim = OpenApiSim::start_with(loopback(), slow_and_fast, options)
+        .await
+        .expect("the simulator starts");
+    let client = awc::Client::default();
+    let fast = sim.base_url("fast");
+    let seq = |body: &Value| body["servedSeq"].as_u64();
+
+    let (status, first) = get(&client, &format!("{fast}/v1/customers/7"), Some("key-fast")).await;
+    assert_eq!(status, 200);
+    assert_eq!(seq(&first), Some(1), "{first}");
+
+    // Asked first, answered last: the slow answer gets the later stamp.
+    let slow_url = format!("{}/v1/customers/7", sim.base_url("slow"));
+    let slow =
+        actix_rt::spawn(
+            async move { get(&awc::Client::default(), &slow_url, Some("key-slow")).await },
+        );
+    while !sim.requests().iter().any(|r| r.studio == "slow") {
+        actix_rt::time::sleep(ms(5)).await;
+    }
+    let (_, quick) = get(&client, &format!("{fast}/v1/customers/7"), Some("key-fast")).await;
+    let (status, late) = slow.await.expect("the slow request ends");
+    assert_eq!(status, 200);
+    assert_eq!((seq(&quick), seq(&late)), (Some(2), Some(3)));
+
+    // The stamp is the only change to the entity.
+    let mut unstamped = late.clone();
+    unstamped.as_object_mut().map(|o| o.remove("servedSeq"));
+    let expected = DataSet::new("slow", SimStudio::new("slow", "k").seed).customer(7);
+    assert_eq!(Some(unstamped), expected);
+
+    // Arrays and errors are left alone, and take no number.
+    let (status, contracts) = get(
+        &client,
+        &format!("{fast}/v1/customers/7/contracts"),
+        Some("key-fast"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(contracts.is_array(), "{contracts}");
+    let (status, missing) = get(
+        &client,
+        &format!("{fast}/v1/customers/2001"),
+        Some("key-fast"),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(seq(&missing), None);
+    let (_, next) = get(&client, &format!("{fast}/v1/employees/1"), Some("key-fast")).await;
+    assert_eq!(seq(&next), Some(4));
+    sim.stop().await;
+
+    // Off by default.
+    let plain = OpenApiSim::start(loopback(), studios(), None)
+        .await
+        .expect("the simulator starts");
+    let url = format!("{}/v1/customers/7", plain.base_url("berlin"));
+    let (_, body) = get(&client, &url, Some("key-berlin")).await;
+    assert!(body.is_object() && seq(&body).is_none(), "{body}");
+    plain.stop().await;
+}
+
+#[actix_rt::test]
 async fn duplicate_studio_ids_are_refused() {
     let twice = vec![SimStudio::new("a", "k1"), SimStudio::new("a", "k2")];
     let refused = OpenApiSim::start(loopback(), twice, None).await;
