@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::error::ErrorKind;
 
+use super::latency::Latency;
 use super::open_api::{OpenApiSim, SimOptions};
 use super::sender::{send_events, SendPlan, SendReport};
 use super::studio::SimStudio;
@@ -35,6 +36,10 @@ pub struct SimulateArgs {
     /// Window of the vendor's rate rule, in seconds (the vendor uses 60).
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub vendor_window: u64,
+    /// How long every studio takes to answer: fixed (150ms) or uniform in a range (10ms..300ms).
+    /// Real Open API round trips take 100-300 ms; the default answers at once.
+    #[arg(long, value_name = "MIN[..MAX]", default_value_t = Latency::default())]
+    pub latency: Latency,
     /// Also fire webhook notifications at this relay URL, e.g. http://127.0.0.1:8080/webhook.
     #[arg(long, value_name = "URL")]
     pub send_to: Option<String>,
@@ -71,6 +76,7 @@ impl fmt::Debug for SimulateArgs {
             .field("studios", &self.studios)
             .field("vendor_limit", &self.vendor_limit)
             .field("vendor_window", &self.vendor_window)
+            .field("latency", &self.latency)
             .field("send_to", &self.send_to)
             .field(
                 "webhook_key",
@@ -141,6 +147,10 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     } else {
         args.studios.clone()
     };
+    let studios: Vec<SimStudio> = studios
+        .into_iter()
+        .map(|s| s.with_latency(args.latency.min(), args.latency.max()))
+        .collect();
     let ids: Vec<String> = studios.iter().map(|s| s.id.clone()).collect();
     let options = SimOptions {
         vendor_limit: args.vendor_limit,
@@ -165,6 +175,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             "  vendor limit: {limit} requests per endpoint per {} s",
             args.vendor_window.max(1)
         );
+    }
+    if !args.latency.is_zero() {
+        println!("  latency: {} per answer", args.latency);
     }
 
     let result = serve(plan, args.exit_after_send).await;

@@ -1,4 +1,5 @@
-//! The single handler behind every path: studio prefix, fault, key, method, vendor limit, data.
+//! The single handler behind every path: studio prefix, fault, key, method, vendor limit,
+//! latency, data.
 //!
 //! One catch-all handler rather than one actix route per endpoint, because HEAD must answer on
 //! any path, unknown studios must 404 before anything else, and every request, matched or not,
@@ -67,36 +68,74 @@ async fn respond(
         Fault::Hang => state.hang().await,
     }
 
-    let head = req.method() == Method::HEAD;
-    if !key_ok {
-        // HEAD answers carry no body; the status is the whole message.
-        return if head {
-            HttpResponse::Unauthorized().finish()
-        } else {
-            vendor_error(401, "invalid or missing x-api-key")
-        };
+    // The vendor judges a request (key, method, rate rule) as it arrives; only the answer takes
+    // its time. Judged after the delay, requests would reach the rate rule out of order.
+    let decision = decide(req, state, studio_id, matched, key_ok, arrived);
+    if !studio.latency.is_zero() {
+        state.delay(studio.latency.sample()).await;
     }
-    if !head && req.method() != Method::GET {
-        return vendor_error(405, "method not allowed");
-    }
-    if let Some(m) = matched {
-        if let Verdict::Refuse { .. } = state.check_limit(studio_id, m.template, arrived) {
-            return vendor_error(429, "rate limit exceeded");
-        }
-    }
-    if head {
-        return HttpResponse::Ok().finish();
-    }
-    match matched {
-        None => vendor_error(404, "no such endpoint"),
-        Some(Matched { route: None, .. }) => vendor_error(400, "id must be an integer"),
-        Some(Matched {
-            route: Some(route), ..
-        }) => match entity(studio, route) {
-            Some(body) => HttpResponse::Ok().json(body),
+    match decision {
+        Decision::Answer(response) => response,
+        Decision::Serve(route) => match entity(studio, route) {
+            Some(body) => served(state, body),
             None => vendor_error(404, "entity not found"),
         },
     }
+}
+
+/// What is settled on arrival: the answer itself, or the entity to serve once the latency passed.
+enum Decision {
+    Answer(HttpResponse),
+    Serve(Route),
+}
+
+fn decide(
+    req: &HttpRequest,
+    state: &SimState,
+    studio_id: &str,
+    matched: Option<Matched>,
+    key_ok: bool,
+    arrived: Instant,
+) -> Decision {
+    let head = req.method() == Method::HEAD;
+    if !key_ok {
+        // HEAD answers carry no body; the status is the whole message.
+        return Decision::Answer(if head {
+            HttpResponse::Unauthorized().finish()
+        } else {
+            vendor_error(401, "invalid or missing x-api-key")
+        });
+    }
+    if !head && req.method() != Method::GET {
+        return Decision::Answer(vendor_error(405, "method not allowed"));
+    }
+    if let Some(m) = matched {
+        if let Verdict::Refuse { .. } = state.check_limit(studio_id, m.template, arrived) {
+            return Decision::Answer(vendor_error(429, "rate limit exceeded"));
+        }
+    }
+    if head {
+        return Decision::Answer(HttpResponse::Ok().finish());
+    }
+    match matched {
+        None => Decision::Answer(vendor_error(404, "no such endpoint")),
+        Some(Matched { route: None, .. }) => {
+            Decision::Answer(vendor_error(400, "id must be an integer"))
+        }
+        Some(Matched {
+            route: Some(route), ..
+        }) => Decision::Serve(route),
+    }
+}
+
+/// The 200 answer, stamped with `servedSeq` now, after the latency, if the simulator stamps.
+fn served(state: &SimState, mut body: serde_json::Value) -> HttpResponse {
+    if let serde_json::Value::Object(fields) = &mut body {
+        if let Some(seq) = state.next_stamp() {
+            fields.insert("servedSeq".to_owned(), seq.into());
+        }
+    }
+    HttpResponse::Ok().json(body)
 }
 
 fn entity(studio: &StudioEntry, route: Route) -> Option<serde_json::Value> {

@@ -32,6 +32,14 @@ pub struct SimOptions {
     /// Whether [`OpenApiSim::requests`] keeps every request (the default, for tests). A
     /// simulator that runs for long and is never asked should not: the log only grows.
     pub record_requests: bool,
+    /// Adds `"servedSeq": n` to every 200 answer whose JSON body is an object, n from one
+    /// counter for the whole simulator, taken when the answer is produced (after the studio's
+    /// latency), so stamps rise in answer order even when a later request is answered first.
+    /// Tests use it to check that what the relay kept never goes back in time.
+    ///
+    /// Array answers (a customer's contracts) are left as they are: there is no object to put
+    /// the stamp in, and wrapping the array would change the shape the relay parses.
+    pub stamp_answers: bool,
 }
 
 impl Default for SimOptions {
@@ -41,6 +49,7 @@ impl Default for SimOptions {
             limit_window: Duration::from_secs(60),
             workers: 2,
             record_requests: true,
+            stamp_answers: false,
         }
     }
 }
@@ -88,7 +97,12 @@ impl OpenApiSim {
         let limit = options
             .vendor_limit
             .map(|n| VendorLimit::new(n, options.limit_window));
-        let state = Arc::new(SimState::new(studios, limit, options.record_requests));
+        let state = Arc::new(SimState::new(
+            studios,
+            limit,
+            options.record_requests,
+            options.stamp_answers,
+        ));
 
         let app_state = web::Data::from(Arc::clone(&state));
         let server = HttpServer::new(move || {

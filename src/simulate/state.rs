@@ -1,7 +1,7 @@
 //! Everything the Open API handlers share: built once, handed to every worker as app data.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use super::data::DataSet;
 use super::fault::Fault;
+use super::latency::Latency;
 use super::record::RequestLog;
 use super::studio::SimStudio;
 use super::vendor_limit::{VendorLimit, Verdict};
@@ -17,6 +18,7 @@ use super::vendor_limit::{VendorLimit, Verdict};
 pub(crate) struct StudioEntry {
     pub open_api_key: String,
     pub data: DataSet,
+    pub latency: Latency,
 }
 
 pub(crate) struct SimState {
@@ -24,6 +26,8 @@ pub(crate) struct SimState {
     pub log: RequestLog,
     faults: Mutex<HashMap<String, Fault>>,
     limit: Option<Mutex<VendorLimit>>,
+    /// The last `servedSeq` handed out, when answers are stamped.
+    stamps: Option<AtomicU64>,
     /// Flips to true once `stop` begins, to cut delays short.
     stopping: watch::Sender<bool>,
     /// Requests inside the handler, hanging ones included.
@@ -37,6 +41,7 @@ impl SimState {
         studios: Vec<SimStudio>,
         limit: Option<VendorLimit>,
         record_requests: bool,
+        stamp_answers: bool,
     ) -> Self {
         let studios = studios
             .into_iter()
@@ -44,6 +49,7 @@ impl SimState {
                 let entry = StudioEntry {
                     data: DataSet::new(s.id.clone(), s.seed),
                     open_api_key: s.open_api_key,
+                    latency: s.latency,
                 };
                 (s.id, entry)
             })
@@ -53,6 +59,7 @@ impl SimState {
             log: RequestLog::new(record_requests),
             faults: Mutex::new(HashMap::new()),
             limit: limit.map(Mutex::new),
+            stamps: stamp_answers.then(|| AtomicU64::new(0)),
             stopping: watch::Sender::new(false),
             in_flight: AtomicUsize::new(0),
             hanging: AtomicUsize::new(0),
@@ -94,6 +101,13 @@ impl SimState {
             _ = tokio::time::sleep(delay) => {}
             _ = stopping.wait_for(|s| *s) => {}
         }
+    }
+
+    /// The next `servedSeq`, or `None` when answers are not stamped.
+    pub(crate) fn next_stamp(&self) -> Option<u64> {
+        self.stamps
+            .as_ref()
+            .map(|last| last.fetch_add(1, Ordering::SeqCst) + 1)
     }
 
     /// Holds the request until its future is dropped, which happens when the server stops.

@@ -1,7 +1,11 @@
-//! One simulated studio: its id, its Open API key and the seed its data grows from.
+//! One simulated studio: its id, its Open API key, the seed its data grows from and how long
+//! its Open API takes to answer.
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
+
+use super::latency::Latency;
 
 /// A studio the simulator serves under `/{id}`.
 ///
@@ -12,6 +16,8 @@ pub struct SimStudio {
     pub id: String,
     pub open_api_key: String,
     pub seed: u64,
+    /// How long each answer past the fault check waits; none by default.
+    pub latency: Latency,
 }
 
 impl SimStudio {
@@ -23,6 +29,19 @@ impl SimStudio {
             id,
             open_api_key: open_api_key.into(),
             seed,
+            latency: Latency::default(),
+        }
+    }
+
+    /// The same studio answering after a delay drawn uniformly from `min..=max` (both equal: a
+    /// fixed delay), as the real Open API's round trips do.
+    ///
+    /// # Panics
+    /// If `min` is longer than `max`.
+    pub fn with_latency(self, min: Duration, max: Duration) -> Self {
+        Self {
+            latency: Latency::between(min, max),
+            ..self
         }
     }
 }
@@ -34,6 +53,7 @@ impl fmt::Debug for SimStudio {
             .field("id", &self.id)
             .field("open_api_key", &"<redacted>")
             .field("seed", &self.seed)
+            .field("latency", &self.latency)
             .finish()
     }
 }

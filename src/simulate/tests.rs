@@ -393,6 +393,150 @@ async fn a_hanging_studio_never_answers_and_still_stops_promptly() {
 }
 
 #[actix_rt::test]
+async fn every_answer_waits_for_its_studios_latency_and_stop_cuts_it_short() {
+    let ms = Duration::from_millis;
+    let timed = vec![
+        SimStudio::new("berlin", "key-berlin").with_latency(ms(150), ms(250)),
+        SimStudio::new("hamburg", "key-hamburg").with_latency(ms(100), ms(100)),
+        SimStudio::new("bremen", "key-bremen").with_latency(ms(30_000), ms(30_000)),
+    ];
+    let sim = OpenApiSim::start(loopback(), timed, None)
+        .await
+        .expect("the simulator starts");
+    let client = awc::Client::default();
+    let berlin = sim.base_url("berlin");
+
+    // Entities, errors and HEAD alike: every answer past the fault check takes its time. No
+    // upper bound: a loaded machine may answer later, never sooner.
+    for (path, key, status) in [
+        ("/v1/customers/1", Some("key-berlin"), 200),
+        ("/v1/customers/2", Some("key-berlin"), 200),
+        ("/v1/customers/2001", Some("key-berlin"), 404),
+        ("/v1/customers/1", Some("wrong"), 401),
+    ] {
+        let started = Instant::now();
+        assert_eq!(
+            get(&client, &format!("{berlin}{path}"), key).await.0,
+            status
+        );
+        assert!(
+            started.elapsed() >= ms(150),
+            "{path}: {:?}",
+            started.elapsed()
+        );
+    }
+    let started = Instant::now();
+    let hamburg = format!("{}/v1/employees/1", sim.base_url("hamburg"));
+    assert_eq!(head(&client, &hamburg, "key-hamburg").await, (200, 0));
+    assert!(started.elapsed() >= ms(100), "{:?}", started.elapsed());
+
+    // Faults do not wait: the latency is that of a normal answer. (10 s against 30 s leaves
+    // a loaded machine plenty of room.)
+    let bremen = format!("{}/v1/customers/1", sim.base_url("bremen"));
+    sim.set_fault("bremen", Fault::Status(503));
+    let started = Instant::now();
+    assert_eq!(get(&client, &bremen, Some("key-bremen")).await.0, 503);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    sim.set_fault("bremen", Fault::None);
+
+    // A long latency does not hold up the stop.
+    let url = format!("{}/v1/customers/3", sim.base_url("bremen"));
+    let waiting = actix_rt::spawn(async move {
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .finish();
+        get(&client, &url, Some("key-bremen")).await.0
+    });
+    while sim
+        .requests()
+        .iter()
+        .filter(|r| r.studio == "bremen")
+        .count()
+        < 2
+    {
+        actix_rt::time::sleep(ms(5)).await;
+    }
+    let stopping = Instant::now();
+    sim.stop().await;
+    assert!(stopping.elapsed() < Duration::from_secs(2));
+    assert_eq!(waiting.await.ok(), Some(200));
+}
+
+#[actix_rt::test]
+async fn stamps_rise_in_answer_order_and_only_on_object_answers() {
+    let ms = Duration::from_millis;
+    let slow_and_fast = vec![
+        // Long enough that the fast request surely overtakes it on a loaded machine.
+        SimStudio::new("slow", "key-slow").with_latency(ms(2000), ms(2000)),
+        SimStudio::new("fast", "key-fast"),
+    ];
+    let options = SimOptions {
+        stamp_answers: true,
+        ..SimOptions::default()
+    };
+    let sim = OpenApiSim::start_with(loopback(), slow_and_fast, options)
+        .await
+        .expect("the simulator starts");
+    let client = awc::Client::default();
+    let fast = sim.base_url("fast");
+    let seq = |body: &Value| body["servedSeq"].as_u64();
+
+    let (status, first) = get(&client, &format!("{fast}/v1/customers/7"), Some("key-fast")).await;
+    assert_eq!(status, 200);
+    assert_eq!(seq(&first), Some(1), "{first}");
+
+    // Asked first, answered last: the slow answer gets the later stamp.
+    let slow_url = format!("{}/v1/customers/7", sim.base_url("slow"));
+    let slow =
+        actix_rt::spawn(
+            async move { get(&awc::Client::default(), &slow_url, Some("key-slow")).await },
+        );
+    while !sim.requests().iter().any(|r| r.studio == "slow") {
+        actix_rt::time::sleep(ms(5)).await;
+    }
+    let (_, quick) = get(&client, &format!("{fast}/v1/customers/7"), Some("key-fast")).await;
+    let (status, late) = slow.await.expect("the slow request ends");
+    assert_eq!(status, 200);
+    assert_eq!((seq(&quick), seq(&late)), (Some(2), Some(3)));
+
+    // The stamp is the only change to the entity.
+    let mut unstamped = late.clone();
+    unstamped.as_object_mut().map(|o| o.remove("servedSeq"));
+    let expected = DataSet::new("slow", SimStudio::new("slow", "k").seed).customer(7);
+    assert_eq!(Some(unstamped), expected);
+
+    // Arrays and errors are left alone, and take no number.
+    let (status, contracts) = get(
+        &client,
+        &format!("{fast}/v1/customers/7/contracts"),
+        Some("key-fast"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(contracts.is_array(), "{contracts}");
+    let (status, missing) = get(
+        &client,
+        &format!("{fast}/v1/customers/2001"),
+        Some("key-fast"),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(seq(&missing), None);
+    let (_, next) = get(&client, &format!("{fast}/v1/employees/1"), Some("key-fast")).await;
+    assert_eq!(seq(&next), Some(4));
+    sim.stop().await;
+
+    // Off by default.
+    let plain = OpenApiSim::start(loopback(), studios(), None)
+        .await
+        .expect("the simulator starts");
+    let url = format!("{}/v1/customers/7", plain.base_url("berlin"));
+    let (_, body) = get(&client, &url, Some("key-berlin")).await;
+    assert!(body.is_object() && seq(&body).is_none(), "{body}");
+    plain.stop().await;
+}
+
+#[actix_rt::test]
 async fn duplicate_studio_ids_are_refused() {
     let twice = vec![SimStudio::new("a", "k1"), SimStudio::new("a", "k2")];
     let refused = OpenApiSim::start(loopback(), twice, None).await;
