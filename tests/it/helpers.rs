@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gymrelay::app::RelayHandle;
-use gymrelay::simulate::{OpenApiSim, SimStudio};
+use gymrelay::simulate::{OpenApiSim, SimOptions, SimStudio};
 use gymrelay::{Config, Relay};
 use serde_json::{json, Value};
 
@@ -19,8 +19,11 @@ pub struct Studio {
     pub has_file: bool,
     /// Extra lines for the `[open_api]` table.
     pub open_api: String,
-    /// Extra TOML appended to the tenant file (more sinks, filters, ...).
+    /// Extra TOML appended to the tenant file (more sinks, filters, ...); `{out}` stands for
+    /// the directory the file sinks write to.
     pub extra: String,
+    /// How long its simulated Open API takes to answer, at least and at most.
+    pub latency: Option<(Duration, Duration)>,
 }
 
 impl Studio {
@@ -30,7 +33,14 @@ impl Studio {
             has_file: true,
             open_api: String::new(),
             extra: String::new(),
+            latency: None,
         }
+    }
+
+    /// Its simulated Open API answers after a random delay between `min` and `max`.
+    pub fn latency(mut self, min: Duration, max: Duration) -> Studio {
+        self.latency = Some((min, max));
+        self
     }
 
     pub fn open_api(mut self, toml: &str) -> Studio {
@@ -78,7 +88,8 @@ pub fn write_tenant(dir: &Path, s: &Studio, keys: &[String], sim: &OpenApiSim) {
         open_api_key(s.id),
         s.open_api,
         out.display().to_string(),
-        s.extra_tables(),
+        s.extra_tables()
+            .replace("{out}", &dir.join("out").display().to_string()),
     );
     // Written aside and renamed, as an editor or a deployment tool would, so a reload never
     // reads half a file.
@@ -107,11 +118,21 @@ impl Studio {
 }
 
 pub async fn start_sim(studios: &[Studio]) -> OpenApiSim {
+    start_sim_with(studios, SimOptions::default()).await
+}
+
+pub async fn start_sim_with(studios: &[Studio], options: SimOptions) -> OpenApiSim {
     let sims = studios
         .iter()
-        .map(|s| SimStudio::new(s.id, open_api_key(s.id)))
+        .map(|s| {
+            let sim = SimStudio::new(s.id, open_api_key(s.id));
+            match s.latency {
+                Some((min, max)) => sim.with_latency(min, max),
+                None => sim,
+            }
+        })
         .collect();
-    OpenApiSim::start("127.0.0.1:0".parse().unwrap(), sims, None)
+    OpenApiSim::start_with("127.0.0.1:0".parse().unwrap(), sims, options)
         .await
         .unwrap()
 }
@@ -146,8 +167,17 @@ pub async fn spawn_app(studios: Vec<Studio>) -> TestApp {
 
 /// Like [`spawn_app`], with the test's own changes to the config.
 pub async fn spawn_app_with(studios: Vec<Studio>, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_with_sim(studios, SimOptions::default(), adjust).await
+}
+
+/// Like [`spawn_app_with`], with the simulated Open API's options too.
+pub async fn spawn_app_with_sim(
+    studios: Vec<Studio>,
+    options: SimOptions,
+    adjust: impl FnOnce(&mut Config),
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let sim = start_sim(&studios).await;
+    let sim = start_sim_with(&studios, options).await;
     write_tenants(dir.path(), &studios, &sim);
     let mut config = config_for(dir.path());
     adjust(&mut config);

@@ -14,6 +14,7 @@ mod ingest;
 mod isolation;
 mod limits;
 mod logs;
+mod pipeline;
 mod reload;
 mod robustness;
 mod sinks;
