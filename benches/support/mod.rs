@@ -299,19 +299,36 @@ pub fn disk_bytes(dir: &Path) -> u64 {
 }
 
 /// Writes `tenants/<id>.toml` for studios `studio-0..n`: webhook key `key-<i>`, Open API at
-/// `base_url(id)`, a file sink under `out/`.
+/// `base_url(id)`, a file sink under `out/`, and `open_api.max_in_flight` if
+/// [`max_in_flight`] is set.
 pub fn write_tenants(dir: &Path, n: usize, rpm: u32, base_url: impl Fn(&str) -> String) {
     let tenants = dir.join("tenants");
     std::fs::create_dir_all(&tenants).expect("tenants dir");
+    let in_flight = max_in_flight()
+        .map(|m| format!("max_in_flight = {m}\n"))
+        .unwrap_or_default();
     for i in 0..n {
         let id = format!("studio-{i}");
         let text = format!(
-            "webhook_api_keys = [\"key-{i}\"]\n[open_api]\nbase_url = {:?}\napi_key = \"openapi-{i}\"\nrequests_per_minute = {rpm}\n[[sinks]]\ntype = \"file\"\npath = {:?}\n",
+            "webhook_api_keys = [\"key-{i}\"]\n[open_api]\nbase_url = {:?}\napi_key = \"openapi-{i}\"\nrequests_per_minute = {rpm}\n{in_flight}[[sinks]]\ntype = \"file\"\npath = {:?}\n",
             base_url(&id),
             dir.join("out").join(format!("{id}.ndjson")).display().to_string()
         );
         std::fs::write(tenants.join(format!("{id}.toml")), text).expect("tenant file");
     }
+}
+
+/// `GYMRELAY_BENCH_MAX_IN_FLIGHT`: Open API requests a studio may keep in flight. Unset, the
+/// tenant files leave the key out and the relay's default applies; relays that do not know the
+/// key refuse a tenant file that has it.
+pub fn max_in_flight() -> Option<u32> {
+    let value = std::env::var("GYMRELAY_BENCH_MAX_IN_FLIGHT").ok()?;
+    Some(
+        value
+            .trim()
+            .parse()
+            .expect("GYMRELAY_BENCH_MAX_IN_FLIGHT must be a whole number"),
+    )
 }
 
 /// Seconds a bench phase runs: `GYMRELAY_BENCH_SECS`, else `default`.
