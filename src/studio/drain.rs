@@ -38,6 +38,7 @@ pub struct Worker {
     pub window: Window,
     pub enricher: Enricher,
     pub deliverer: Rc<Deliverer>,
+    pub report: Rc<Report>,
     pub dead_letter_after: Duration,
 }
 
@@ -87,6 +88,7 @@ impl Worker {
                 max_in_flight,
                 Rc::clone(&report),
             ),
+            report: Rc::clone(&report),
             deliverer: Rc::new(Deliverer::new(
                 sinks,
                 deps.store.clone(),
@@ -100,6 +102,8 @@ impl Worker {
 
     pub async fn run(mut self) {
         tracing::info!("studio running");
+        // A new worker (start, resume, tenant edit) starts with nothing known to be wrong.
+        self.report.state(crate::status::StudioState::Running, None);
         let mut fetches: FuturesUnordered<LocalBoxFuture<'static, Fetched>> =
             FuturesUnordered::new();
         let mut delivery: Option<LocalBoxFuture<'static, ()>> = None;

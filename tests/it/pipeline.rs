@@ -162,6 +162,11 @@ async fn pausing_and_editing_the_studio_mid_flight_loses_nothing() {
     .await;
     app.admin_json("POST", "/api/studios/berlin/pause").await;
     app.admin_json("POST", "/api/studios/berlin/resume").await;
+    eventually("the studio to show it runs again", || async {
+        let studios = app.admin_json("GET", "/api/studios").await;
+        (studios["studios"][0]["state"] == "running").then_some(())
+    })
+    .await;
     let before_edit = app.sim.requests().len();
     eventually("requests in flight again", || async {
         (app.sim.requests().len() > before_edit).then_some(())
