@@ -334,6 +334,28 @@ mod tests {
     }
 
     #[test]
+    fn the_request_is_decided_at_intake_and_for_older_entries_on_read() {
+        use crate::route::{Endpoint, Request, Route};
+        let body = br#"{"entityId": 3, "uuid": "u", "payload": [
+            {"timestamp": 1, "type": "CLASS_SLOT_UPDATED", "content": {"classId": 9}}]}"#;
+        let event = Notification::parse(body).unwrap().into_events(0).remove(0);
+        let expected = Route::Fetch(Request {
+            endpoint: Endpoint::ClassSlot,
+            path: "/v1/classes/9/slots/3".into(),
+        });
+        assert_eq!(event.decided_route, Some(expected.clone()));
+        let stored = serde_json::to_string(&event).unwrap();
+        let read: QueuedEvent = serde_json::from_str(&stored).unwrap();
+        assert_eq!(read.decided_route, Some(expected.clone()));
+        // Written before the request was stored with the event.
+        let older = r#"{"id":"u","event_type":"CLASS_SLOT_UPDATED","entity_id":3,
+            "occurred_at_ms":1,"received_at_ms":0,"content":{"classId":9}}"#;
+        let read: QueuedEvent = serde_json::from_str(older).unwrap();
+        assert_eq!(read.decided_route, None);
+        assert_eq!(read.route(), expected);
+    }
+
+    #[test]
     fn formats_timestamps_like_the_contract() {
         assert_eq!(format_millis(1642779144176), "2022-01-21T15:32:24.176Z");
     }
