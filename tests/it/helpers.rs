@@ -291,6 +291,15 @@ pub async fn post_with(
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
+/// Sends a `CUSTOMER_UPDATED` for customer 3 to the relay at `url` with the studio's key, as
+/// the vendor would; returns the status.
+pub async fn notify_at(client: &awc::Client, url: &str, studio: &str, uuid: &str) -> u16 {
+    let body = notification(uuid, "CUSTOMER_UPDATED", 3, None).to_string();
+    post_with(client, url, Some(&webhook_key(studio)), body.into_bytes())
+        .await
+        .0
+}
+
 pub fn notification(uuid: &str, event_type: &str, entity: i64, content: Option<Value>) -> Value {
     let mut element = json!({"timestamp": 1642779144176i64, "type": event_type});
     if let Some(content) = content {
