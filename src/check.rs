@@ -32,7 +32,8 @@ pub struct CheckArgs {
     /// Config file; without it ./gymrelay.toml is used if present, else built-in defaults.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
-    /// Also probe each studio's Open API key with a HEAD request (all at once, 5 s each).
+    /// Also probe each studio's Open API key with a HEAD request, and connect to each NATS
+    /// sink with its credentials (all at once, 5 s each).
     #[arg(long)]
     pub online: bool,
 }
@@ -101,12 +102,22 @@ pub async fn check(args: &CheckArgs, out: &mut impl Write) -> io::Result<usize> 
 
     if args.online {
         let answers = probe_all(&loaded.tenants).await;
-        for (tenant, answer) in loaded.tenants.iter().zip(&answers) {
+        let brokers = join_all(loaded.tenants.iter().map(probe_brokers)).await;
+        for ((tenant, answer), brokers) in loaded.tenants.iter().zip(&answers).zip(brokers) {
             writeln!(out, "{}: {answer}", tenant.id)?;
-            if !answer.is_ok() {
-                problems += 1;
-                studios_with_problems += 1;
+            let mut ok = answer.is_ok();
+            problems += usize::from(!ok);
+            for (sink, outcome) in brokers {
+                match outcome {
+                    Ok(found) => writeln!(out, "{}: sink {sink}: {found}", tenant.id)?,
+                    Err(failure) => {
+                        writeln!(out, "{}: sink {sink}: {failure}", tenant.id)?;
+                        problems += 1;
+                        ok = false;
+                    }
+                }
             }
+            studios_with_problems += usize::from(!ok);
         }
     }
 
@@ -180,6 +191,26 @@ impl std::fmt::Display for KeyAnswer {
             ),
         }
     }
+}
+
+/// Connects to each NATS sink of a studio with its credentials: a wrong token or a missing
+/// stream shows here rather than as deliveries failing later.
+async fn probe_brokers(tenant: &Tenant) -> Vec<(String, Result<String, crate::failure::Failure>)> {
+    let mut outcomes = Vec::new();
+    for (settings, key) in tenant.sinks.iter().zip(tenant.sink_keys()) {
+        if let crate::tenant::SinkSettings::Nats(nats) = settings {
+            let limit = PROBE_TIMEOUT + PROBE_GRACE;
+            let outcome = actix_rt::time::timeout(limit, crate::sink::probe_nats(nats))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(crate::failure::Failure::transient(format!(
+                        "no answer within {limit:?}"
+                    )))
+                });
+            outcomes.push((key, outcome));
+        }
+    }
+    outcomes
 }
 
 /// Probes every studio at once, answers in the order of `tenants`.

@@ -25,10 +25,11 @@ pub enum Failure {
         reason: String,
         retry_after: Option<Duration>,
     },
-    /// 401/403 from the Open API: the studio's key is wrong or lacks the scope. Events are kept
-    /// until someone fixes it; they never become dead letters for this.
+    /// Refused credentials (the Open API's 401/403, a broker's authorization violation): a key
+    /// is wrong or lacks the scope. Events are kept until someone fixes it; they never become
+    /// dead letters for this.
     #[error("{reason}")]
-    Credentials { status: u16, reason: String },
+    Credentials { reason: String },
 }
 
 impl Failure {
@@ -66,8 +67,7 @@ impl Failure {
                 reason: prefix(reason),
                 retry_after,
             },
-            Failure::Credentials { status, reason } => Failure::Credentials {
-                status,
+            Failure::Credentials { reason } => Failure::Credentials {
                 reason: prefix(reason),
             },
         }
@@ -178,7 +178,6 @@ mod tests {
     #[test]
     fn rejected_credentials_hold_and_never_bury() {
         let f = Failure::Credentials {
-            status: 401,
             reason: "401".into(),
         };
         assert!(matches!(next(&f, 3, DAY * 2, DAY), Next::Hold(_)));

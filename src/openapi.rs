@@ -117,7 +117,6 @@ impl OpenApiClient {
                 retry_after,
             }),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(Failure::Credentials {
-                status: status.as_u16(),
                 reason: format!("Open API answered {status} to the studio's key"),
             }),
             StatusCode::REQUEST_TIMEOUT => transient("408 request timeout".into()),

@@ -16,7 +16,7 @@ use crate::activity::Activity;
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
 use crate::registry::{self, DirError, Registry, StudioHandle};
-use crate::sink::FileWrites;
+use crate::sink::{FileWrites, NatsConnections};
 use crate::status::StudioStatus;
 use crate::store::Store;
 use crate::studio::{InboxBell, Reconfigure, Retire, StudioActor, StudioDeps};
@@ -43,6 +43,7 @@ pub struct Studios {
     dead_letter_after: Duration,
     outbound: Outbound,
     file_writes: FileWrites,
+    nats: NatsConnections,
     /// Reloads are applied one at a time.
     reloading: Mutex<()>,
 }
@@ -69,6 +70,7 @@ impl Studios {
             dead_letter_after,
             outbound: Outbound::default(),
             file_writes,
+            nats: NatsConnections::default(),
             reloading: Mutex::new(()),
         };
         let report = studios.reload()?;
@@ -184,6 +186,7 @@ impl Studios {
             dead_letter_after: self.dead_letter_after,
             outbound: self.outbound.clone(),
             file_writes: self.file_writes.clone(),
+            nats: self.nats.clone(),
         };
         let i = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
         let t = tenant.clone();

@@ -4,6 +4,7 @@
 mod command;
 mod file;
 mod http;
+mod nats;
 
 use crate::failure::Failure;
 use crate::outbound::Outbound;
@@ -13,6 +14,17 @@ use crate::tenant::SinkSettings;
 pub use command::CommandSink;
 pub use file::{FileSink, FileWriters, FileWrites, FILE_WRITES_AT_ONCE};
 pub use http::{sign, signing_key, HttpSink};
+pub use nats::{probe as probe_nats, NatsConnections, NatsSink, DUPLICATE_WINDOW};
+
+/// One enriched event on its way to a sink: the encoded document, and what a sink may need to
+/// route or label it without decoding it again.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub id: &'a str,
+    pub event_type: &'a str,
+    pub entity_id: Option<i64>,
+    pub body: &'a [u8],
+}
 
 /// A sink that cannot be built from its settings. Delivery failures are [`Failure`]s.
 #[derive(Debug, thiserror::Error)]
@@ -25,14 +37,17 @@ pub enum Sink {
     File(FileSink),
     Http(HttpSink),
     Command(CommandSink),
+    Nats(NatsSink),
 }
 
 impl Sink {
     /// Builds a sink; the http sink's client is made here, so call it on the thread that uses it.
     pub fn new(
         settings: &SinkSettings,
+        studio: &str,
         outbound: &Outbound,
         file_writes: &FileWrites,
+        nats: &NatsConnections,
     ) -> Result<Sink, SinkSetupError> {
         Ok(match settings {
             SinkSettings::File { path } => {
@@ -46,29 +61,41 @@ impl Sink {
             SinkSettings::Command { argv, timeout } => {
                 Sink::Command(CommandSink::new(argv.clone(), *timeout))
             }
+            SinkSettings::Nats(settings) => {
+                Sink::Nats(NatsSink::new(settings.clone(), studio, nats.clone()))
+            }
         })
     }
 
     /// Hands over consecutive events in order; Ok only once the receiver has all of them. A file
-    /// takes them in one write and one sync; the others take them one by one. On failure, says
-    /// how many were handed over before it.
-    pub async fn deliver_all(&self, events: &[(&str, &[u8])]) -> Result<(), (usize, Failure)> {
-        if let Sink::File(s) = self {
-            let bodies: Vec<&[u8]> = events.iter().map(|(_, body)| *body).collect();
-            return s.deliver_lines(&bodies).await.map_err(|e| (0, e));
+    /// takes them in one write and one sync, NATS with several publishes in flight; the others
+    /// take them one by one. On failure, says how many were handed over before it.
+    pub async fn deliver_all(&self, events: &[Outgoing<'_>]) -> Result<(), (usize, Failure)> {
+        match self {
+            Sink::File(s) => {
+                let bodies: Vec<&[u8]> = events.iter().map(|e| e.body).collect();
+                s.deliver_lines(&bodies).await.map_err(|e| (0, e))
+            }
+            Sink::Nats(s) => s.deliver_all(events).await,
+            Sink::Http(_) | Sink::Command(_) => {
+                for (i, event) in events.iter().enumerate() {
+                    self.deliver(event).await.map_err(|e| (i, e))?;
+                }
+                Ok(())
+            }
         }
-        for (i, (id, body)) in events.iter().enumerate() {
-            self.deliver(id, body).await.map_err(|e| (i, e))?;
-        }
-        Ok(())
     }
 
-    /// Hands over one event; Ok only once the receiver has it (flushed, 2xx, exit 0).
-    pub async fn deliver(&self, event_id: &str, body: &[u8]) -> Result<(), Failure> {
+    /// Hands over one event; Ok only once the receiver has it (flushed, 2xx, exit 0, acked).
+    pub async fn deliver(&self, event: &Outgoing<'_>) -> Result<(), Failure> {
         match self {
-            Sink::File(s) => s.deliver(body).await,
-            Sink::Http(s) => s.deliver(event_id, body).await,
-            Sink::Command(s) => s.deliver(event_id, body).await,
+            Sink::File(s) => s.deliver(event.body).await,
+            Sink::Http(s) => s.deliver(event.id, event.body).await,
+            Sink::Command(s) => s.deliver(event.id, event.body).await,
+            Sink::Nats(s) => s
+                .deliver_all(std::slice::from_ref(event))
+                .await
+                .map_err(|(_, failure)| failure),
         }
     }
 }

@@ -10,7 +10,7 @@ use super::report::Report;
 use super::window::Dead;
 use crate::event::{now_millis, DeadLetter};
 use crate::failure::{self, Next};
-use crate::sink::Sink;
+use crate::sink::{Outgoing, Sink};
 use crate::status::StudioState;
 use crate::store::{InboxEntry, Store};
 
@@ -104,9 +104,14 @@ impl Deliverer {
             if todo.is_empty() {
                 return;
             }
-            let batch: Vec<(&str, &[u8])> = todo
+            let batch: Vec<Outgoing> = todo
                 .iter()
-                .map(|&i| (entries[i].event.id.as_str(), bodies[i].as_slice()))
+                .map(|&i| Outgoing {
+                    id: &entries[i].event.id,
+                    event_type: &entries[i].event.event_type,
+                    entity_id: entries[i].event.entity_id,
+                    body: &bodies[i],
+                })
                 .collect();
             let (taken, failure) = match sink.deliver_all(&batch).await {
                 Ok(()) => (todo.len(), None),

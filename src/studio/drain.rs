@@ -68,7 +68,16 @@ impl Worker {
             .sinks
             .iter()
             .zip(tenant.sink_keys())
-            .map(|(s, key)| Sink::new(s, &deps.outbound, &deps.file_writes).map(|sink| (key, sink)))
+            .map(|(s, key)| {
+                let sink = Sink::new(
+                    s,
+                    tenant.id.as_str(),
+                    &deps.outbound,
+                    &deps.file_writes,
+                    &deps.nats,
+                );
+                sink.map(|sink| (key, sink))
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
         let max_in_flight = settings.max_in_flight;

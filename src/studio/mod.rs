@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 use crate::outbound::Outbound;
 use crate::ratelimit::{Budget, BudgetSnapshot};
 use crate::route::ENDPOINTS;
-use crate::sink::FileWrites;
+use crate::sink::{FileWrites, NatsConnections};
 use crate::status::{StudioState, StudioStatus};
 use crate::store::Store;
 use crate::tenant::Tenant;
@@ -51,6 +51,8 @@ pub struct StudioDeps {
     pub dead_letter_after: Duration,
     pub outbound: Outbound,
     pub file_writes: FileWrites,
+    /// NATS connections, shared by every studio whose sinks name the same servers.
+    pub nats: NatsConnections,
 }
 
 /// How the rest of the relay tells a studio's worker about its inbox. Each bell keeps one

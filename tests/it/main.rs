@@ -14,6 +14,7 @@ mod ingest;
 mod isolation;
 mod limits;
 mod logs;
+mod nats;
 mod pipeline;
 mod reload;
 mod robustness;

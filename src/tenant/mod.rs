@@ -10,6 +10,9 @@ use serde::Deserialize;
 
 use crate::redacted_url::RedactedUrl;
 
+mod nats;
+pub use nats::{NatsCredentials, NatsSettings, DEFAULT_SUBJECT};
+
 /// The vendor's default cap per endpoint and minute; a budget above it draws 429s unless the
 /// studio's contract allows more, so it is a warning, not an error.
 pub const VENDOR_REQUESTS_PER_MINUTE: u32 = 1000;
@@ -114,6 +117,7 @@ pub enum SinkSettings {
         argv: Vec<String>,
         timeout: Duration,
     },
+    Nats(NatsSettings),
 }
 
 /// By hand: the secret is not shown at all, a command's arguments only counted.
@@ -133,6 +137,13 @@ impl fmt::Debug for SinkSettings {
                 .field("args", &argv.len().saturating_sub(1))
                 .field("timeout", timeout)
                 .finish(),
+            SinkSettings::Nats(nats) => f
+                .debug_struct("Nats")
+                .field("servers", &nats.shown_servers())
+                .field("subject", &nats.subject)
+                .field("stream", &nats.stream)
+                .field("timeout", &nats.timeout)
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -146,6 +157,7 @@ impl SinkSettings {
             SinkSettings::File { path } => format!("file:{}", path.display()),
             SinkSettings::Http { url, .. } => format!("http:{url}"),
             SinkSettings::Command { argv, .. } => format!("command:{}", argv[0]),
+            SinkSettings::Nats(nats) => format!("nats:{}/{}", nats.shown_servers(), nats.stream),
         }
     }
 }
@@ -237,6 +249,7 @@ enum SinkFile {
         #[serde(default, with = "humantime_serde")]
         timeout: Option<Duration>,
     },
+    Nats(Box<nats::NatsFile>),
 }
 
 /// Reads and validates one tenant file. Relative `_file` paths are resolved against the
@@ -445,6 +458,7 @@ fn build_sink(
                 timeout: timeout.unwrap_or(Duration::from_secs(30)),
             })
         }
+        SinkFile::Nats(raw) => nats::build(*raw, &field, dir, err).map(SinkSettings::Nats),
     }
 }
 
@@ -601,6 +615,59 @@ mod tests {
         type = "file"
         path = "out/berlin.ndjson"
     "#;
+
+    #[test]
+    fn nats_sinks_are_checked_field_by_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let nats = |lines: &str| {
+            let text =
+                format!("{GOOD}\n[[sinks]]\ntype = \"nats\"\nstream = \"EVENTS\"\n{lines}\n");
+            load(&write(dir.path(), "s.toml", &text))
+        };
+        let t = nats("url = \"nats://user:pa55word@127.0.0.1:4222\"").unwrap();
+        let SinkSettings::Nats(settings) = &t.sinks[1] else {
+            panic!("a nats sink");
+        };
+        assert_eq!(settings.subject, DEFAULT_SUBJECT);
+        assert_eq!(settings.stream_subjects(), "gymrelay.*.*");
+        assert_eq!(t.sink_keys()[1], "nats:nats://127.0.0.1:4222/EVENTS");
+        assert!(!format!("{t:?}").contains("pa55word"));
+        let t =
+            nats("url = [\"nats://a:4222\", \"nats://b:4222\"]\nuser = \"u\"\npassword = \"p\"");
+        assert!(t.is_ok(), "{t:?}");
+        for (lines, field) in [
+            ("url = []", "sinks[1].url"),
+            (
+                "url = \"nats://a:4222\"\nsubject = \"gym.*.{type}\"",
+                "sinks[1].subject",
+            ),
+            (
+                "url = \"nats://a:4222\"\nsubject = \"gym.x{studio}\"",
+                "sinks[1].subject",
+            ),
+            ("url = \"nats://a:4222\"\nuser = \"u\"", "sinks[1].password"),
+            (
+                "url = \"nats://a:4222\"\ntoken = \"t\"\nuser = \"u\"\npassword = \"p\"",
+                "sinks[1].creds_file",
+            ),
+            (
+                "url = \"nats://a:4222\"\ncreds_file = \"missing.creds\"",
+                "sinks[1].creds_file",
+            ),
+        ] {
+            let e = nats(lines).unwrap_err();
+            assert_eq!(e.field, field, "{lines}: {e}");
+        }
+        let e = load(&write(
+            dir.path(),
+            "s.toml",
+            &format!(
+                "{GOOD}\n[[sinks]]\ntype = \"nats\"\nurl = \"nats://a:4222\"\nstream = \"a.b\"\n"
+            ),
+        ))
+        .unwrap_err();
+        assert_eq!(e.field, "sinks[1].stream");
+    }
 
     #[test]
     fn a_bad_sink_url_is_refused_without_repeating_its_token() {

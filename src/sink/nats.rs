@@ -1,0 +1,271 @@
+//! NATS JetStream sink: each event is published to a subject of the studio's stream and counts
+//! as delivered only once JetStream acknowledges it. The event id goes in `Nats-Msg-Id`, so a
+//! redelivery after a crash is dropped by the stream's duplicate window instead of stored twice.
+//!
+//! Connections are shared: studios whose sinks name the same servers with the same credentials
+//! use one client, which reconnects by itself with backoff.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use async_nats::jetstream::{self, context::PublishErrorKind, stream};
+use async_nats::{ConnectErrorKind, HeaderMap};
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+
+use super::Outgoing;
+use crate::failure::Failure;
+use crate::tenant::{NatsCredentials, NatsSettings};
+
+/// How long the stream created by `create_stream` remembers message ids. A crash redelivers
+/// what the relay had not yet recorded as published, at its restart; an hour covers a restart
+/// that takes long, and keeps the ids the server holds in memory bounded.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(3600);
+
+/// A connection, once made; shared by every sink with the same servers and credentials.
+type SharedClient = Arc<OnceCell<async_nats::Client>>;
+
+/// The NATS clients of the whole relay, one per distinct server set and credentials (keyed by
+/// a digest, so the map holds no secret).
+#[derive(Clone, Default)]
+pub struct NatsConnections {
+    clients: Arc<Mutex<HashMap<[u8; 32], SharedClient>>>,
+}
+
+impl NatsConnections {
+    /// The shared client for these settings, connecting if none is connected yet. A failed
+    /// connect is tried again by the next delivery.
+    pub async fn client(&self, settings: &NatsSettings) -> Result<async_nats::Client, Failure> {
+        let cell = {
+            let mut clients = crate::lock::lock(&self.clients);
+            clients.entry(connection_key(settings)).or_default().clone()
+        };
+        cell.get_or_try_init(|| connect(settings)).await.cloned()
+    }
+}
+
+/// Identifies a connection without keeping its secrets in the clear.
+fn connection_key(settings: &NatsSettings) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    for server in &settings.servers {
+        hash.update(server.expose().as_bytes());
+        hash.update([0]);
+    }
+    match &settings.credentials {
+        NatsCredentials::None => hash.update(b"none"),
+        NatsCredentials::CredsFile(path) => {
+            hash.update(b"creds");
+            hash.update(path.display().to_string().as_bytes());
+        }
+        NatsCredentials::Token(token) => {
+            hash.update(b"token");
+            hash.update(token.expose_secret().as_bytes());
+        }
+        NatsCredentials::UserPassword { user, password } => {
+            hash.update(b"user");
+            hash.update(user.as_bytes());
+            hash.update([0]);
+            hash.update(password.expose_secret().as_bytes());
+        }
+    }
+    if let Some(ca) = &settings.tls_ca {
+        hash.update(ca.display().to_string().as_bytes());
+    }
+    hash.finalize().into()
+}
+
+/// Connects once; the client then reconnects by itself, with backoff, for as long as it lives.
+pub async fn connect(settings: &NatsSettings) -> Result<async_nats::Client, Failure> {
+    let shown = settings.shown_servers();
+    let mut options = async_nats::ConnectOptions::new()
+        .connection_timeout(settings.timeout)
+        .request_timeout(Some(settings.timeout))
+        .max_reconnects(None);
+    options = match &settings.credentials {
+        NatsCredentials::None => options,
+        NatsCredentials::CredsFile(path) => options
+            .credentials_file(path)
+            .await
+            .map_err(|e| Failure::permanent(format!("creds_file {}: {e}", path.display())))?,
+        NatsCredentials::Token(token) => options.token(token.expose_secret().to_string()),
+        NatsCredentials::UserPassword { user, password } => {
+            options.user_and_password(user.clone(), password.expose_secret().to_string())
+        }
+    };
+    if let Some(ca) = &settings.tls_ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    let servers: Vec<async_nats::ServerAddr> = settings
+        .servers
+        .iter()
+        .filter_map(|s| s.expose().parse().ok())
+        .collect();
+    options.connect(servers).await.map_err(|e| match e.kind() {
+        ConnectErrorKind::AuthorizationViolation => Failure::Credentials {
+            reason: format!("NATS {shown} refused the credentials (authorization violation)"),
+        },
+        ConnectErrorKind::TimedOut => Failure::transient(format!(
+            "NATS {shown}: no connection within {:?}",
+            settings.timeout
+        )),
+        _ => Failure::transient(format!("NATS {shown}: cannot connect: {}", e.kind())),
+    })
+}
+
+/// For `gymrelay check --online`: connects with the sink's credentials and looks for its
+/// stream. Says what it found, or why not.
+pub async fn probe(settings: &NatsSettings) -> Result<String, Failure> {
+    let client = connect(settings).await?;
+    let context = jetstream::new(client);
+    let stream = &settings.stream;
+    match context.get_stream(stream).await {
+        Ok(_) => Ok(format!("connected, stream {stream} found")),
+        Err(_) if settings.create_stream => {
+            Ok(format!("connected, stream {stream} will be created"))
+        }
+        Err(e) => Err(Failure::transient(format!(
+            "connected, but stream {stream} is not there ({e}); create it or set create_stream = true"
+        ))),
+    }
+}
+
+pub struct NatsSink {
+    settings: NatsSettings,
+    studio: String,
+    connections: NatsConnections,
+    /// Set once the stream is known to exist (or was created).
+    stream_ready: OnceCell<()>,
+}
+
+impl NatsSink {
+    pub fn new(settings: NatsSettings, studio: &str, connections: NatsConnections) -> NatsSink {
+        NatsSink {
+            settings,
+            studio: studio.to_string(),
+            connections,
+            stream_ready: OnceCell::new(),
+        }
+    }
+
+    /// Publishes every event with several publishes in flight, then waits for the
+    /// acknowledgements in order; on failure, says how many were acknowledged before it. The
+    /// ones after it may be in the stream too: sent again, they are dropped as duplicates.
+    pub async fn deliver_all(&self, events: &[Outgoing<'_>]) -> Result<(), (usize, Failure)> {
+        let client = self
+            .connections
+            .client(&self.settings)
+            .await
+            .map_err(|f| (0, f))?;
+        let mut context = jetstream::new(client);
+        context.set_timeout(self.settings.timeout);
+        self.stream_ready
+            .get_or_try_init(|| self.ensure_stream(&context))
+            .await
+            .map_err(|f| (0, f))?;
+        let mut acks = Vec::with_capacity(events.len());
+        for (i, event) in events.iter().enumerate() {
+            let subject = self.subject(event.event_type);
+            let published = context
+                .publish_with_headers(
+                    subject,
+                    self.headers(event),
+                    Bytes::copy_from_slice(event.body),
+                )
+                .await;
+            match published {
+                Ok(ack) => acks.push(ack),
+                Err(e) => {
+                    // What was sent before still counts if it is acknowledged.
+                    debug_assert_eq!(acks.len(), i);
+                    let acknowledged = self.acknowledged(acks).await;
+                    return Err((acknowledged, self.publish_failure(e.kind(), &e.to_string())));
+                }
+            }
+        }
+        let total = acks.len();
+        let mut acknowledged = 0;
+        for ack in acks {
+            match ack.await {
+                Ok(_) => acknowledged += 1,
+                Err(e) => {
+                    return Err((acknowledged, self.publish_failure(e.kind(), &e.to_string())))
+                }
+            }
+        }
+        debug_assert_eq!(acknowledged, total);
+        Ok(())
+    }
+
+    /// How many of `acks`, in order, end acknowledged.
+    async fn acknowledged(&self, acks: Vec<jetstream::context::PublishAckFuture>) -> usize {
+        let mut acknowledged = 0;
+        for ack in acks {
+            if ack.await.is_err() {
+                break;
+            }
+            acknowledged += 1;
+        }
+        acknowledged
+    }
+
+    async fn ensure_stream(&self, context: &jetstream::Context) -> Result<(), Failure> {
+        let name = &self.settings.stream;
+        let shown = self.settings.shown_servers();
+        if self.settings.create_stream {
+            let config = stream::Config {
+                name: name.clone(),
+                subjects: vec![self.settings.stream_subjects()],
+                storage: stream::StorageType::File,
+                duplicate_window: DUPLICATE_WINDOW,
+                ..Default::default()
+            };
+            context.get_or_create_stream(config).await.map_err(|e| {
+                Failure::transient(format!("NATS {shown}: cannot create stream {name}: {e}"))
+            })?;
+        } else {
+            context.get_stream(name).await.map_err(|e| {
+                Failure::transient(format!(
+                    "NATS {shown}: stream {name} is not there ({e}); create it or set create_stream = true"
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    fn subject(&self, event_type: &str) -> String {
+        self.settings
+            .subject
+            .replace("{studio}", &self.studio)
+            .replace("{type}", event_type)
+    }
+
+    fn headers(&self, event: &Outgoing<'_>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", event.id);
+        headers.insert("Gymrelay-Studio", self.studio.as_str());
+        headers.insert("Gymrelay-Type", event.event_type);
+        if let Some(entity) = event.entity_id {
+            headers.insert("Gymrelay-Entity-Id", entity.to_string().as_str());
+        }
+        headers
+    }
+
+    fn publish_failure(&self, kind: PublishErrorKind, error: &str) -> Failure {
+        let shown = self.settings.shown_servers();
+        let reason = match kind {
+            PublishErrorKind::TimedOut => format!(
+                "NATS {shown}: no acknowledgement within {:?}",
+                self.settings.timeout
+            ),
+            PublishErrorKind::StreamNotFound => format!(
+                "NATS {shown}: no stream takes this subject (is stream {} there?)",
+                self.settings.stream
+            ),
+            _ => format!("NATS {shown}: publish failed: {error}"),
+        };
+        Failure::transient(reason)
+    }
+}
