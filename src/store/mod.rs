@@ -1,6 +1,7 @@
 //! Everything on disk: which uuids each studio has seen, and each studio's inbox of events
 //! waiting for enrichment and delivery. Callers never see sled.
 
+mod arrival_order;
 mod blobs;
 mod committer;
 mod counts;
@@ -10,6 +11,7 @@ mod seen;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
+use arrival_order::ArrivalOrder;
 use blobs::BlobFiles;
 pub use committer::CommitError;
 use committer::Committer;
@@ -102,6 +104,7 @@ pub struct Store {
     /// Entries per studio in the inbox and the dead letters, moved by every insert and removal.
     waiting: Counts,
     buried: Counts,
+    arrival_order: ArrivalOrder,
 }
 
 /// A dead letter with its id (`<studio>:<sequence>`), as listed by the admin API.
@@ -151,6 +154,7 @@ impl Store {
             inbox,
             dead,
             budgets: db.open_tree(BUDGETS)?,
+            arrival_order: ArrivalOrder::default(),
             db,
             committer,
         })
@@ -205,6 +209,8 @@ impl Store {
         if claim.already_seen() {
             return Ok(Intake::Duplicate);
         }
+        // Until the inserts below are done, no later entry of this studio may take a sequence.
+        let _in_order = self.arrival_order.lock(studio);
         let mut entries = Vec::with_capacity(values.len());
         for value in values {
             let seq = self.db.generate_id()?;
