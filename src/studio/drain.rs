@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use super::deliver::{Deliverer, STORE_RETRY};
 use super::enrich::{Enricher, Fetched, Go, Outcome};
 use super::report::Report;
-use super::window::{Admitted, Dead, Window};
+use super::window::{Dead, Window};
 use super::InboxBell;
 use super::StudioDeps;
 use crate::event::now_millis;
@@ -124,9 +124,7 @@ impl Worker {
             // the inbox again from its head, with nothing in flight that a new request could
             // overtake.
             if rewind && delivery.is_none() {
-                fetches = FuturesUnordered::new();
-                self.enricher.forget_in_flight();
-                self.window = Window::new(self.window.capacity());
+                self.window.rewind();
                 inbox_may_have_more = true;
                 rewind = false;
             }
@@ -137,23 +135,22 @@ impl Worker {
                 }
             }
             if delivery.is_none() && !rewind {
-                while let Some((entry, dead)) = self.window.pop_dead() {
-                    self.deliverer.bury(entry, dead).await;
-                    inbox_may_have_more = true;
-                }
                 let run = self.window.pop_ready(DELIVERY_BATCH);
                 if !run.is_empty() {
                     delivery = Some(Box::pin(Rc::clone(&self.deliverer).deliver(run)));
                     inbox_may_have_more = true;
                 }
             }
-            if let Some(at) = self.send_what_may_go(&mut fetches) {
-                wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
+            // While a rewind waits, nothing new is asked: the window is about to be read again.
+            if !rewind {
+                if let Some(at) = self.send_what_may_go(&mut fetches) {
+                    wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
+                }
             }
             tokio::select! {
-                Some((request, reply)) = fetches.next(), if !fetches.is_empty() => {
-                    let outcome = self.enricher.receive(&request, reply, Instant::now());
-                    self.apply(&request, outcome);
+                Some((request, sent_at, reply)) = fetches.next(), if !fetches.is_empty() => {
+                    let outcome = self.enricher.receive(&request, sent_at, reply, Instant::now());
+                    self.apply(&request, outcome).await;
                 }
                 () = run_to_end(&mut delivery), if delivery.is_some() => delivery = None,
                 () = self.wake.stored.notified() => inbox_may_have_more = true,
@@ -175,9 +172,9 @@ impl Worker {
         let entries = read.map_err(|e| tracing::error!(error = %e, "cannot read the inbox"))?;
         let full = entries.len() == room;
         for entry in entries {
-            let sequence = entry.sequence();
-            if self.window.admit(entry) == Admitted::Shared {
-                tracing::debug!(sequence, "a queued event shares an answer already fetched");
+            if let Some(shared) = self.window.admit(entry) {
+                tracing::debug!(id = %shared.event.id, "a queued event shares an answer already fetched");
+                self.deliverer.save(shared);
             }
         }
         Ok(full)
@@ -213,7 +210,7 @@ impl Worker {
         next
     }
 
-    fn apply(&mut self, request: &Request, outcome: Outcome) {
+    async fn apply(&mut self, request: &Request, outcome: Outcome) {
         match outcome {
             Outcome::Answer(result) => {
                 let fetched = result.enrichment.request.is_some();
@@ -234,13 +231,19 @@ impl Worker {
             Outcome::Failed { failure, attempt } => {
                 let dead_letter_after = self.dead_letter_after;
                 let deliverer = Rc::clone(&self.deliverer);
-                self.window.unanswered(request, |entry| {
+                let (still_needed, dead) = self.window.unanswered(request, |entry| {
                     let dead = give_up(entry, &failure, attempt, dead_letter_after);
                     if dead.is_none() {
                         deliverer.save(entry);
                     }
                     dead
                 });
+                if !still_needed {
+                    self.enricher.forget_failures(request);
+                }
+                for (entry, why) in dead {
+                    self.deliverer.bury(entry, why).await;
+                }
             }
         }
     }

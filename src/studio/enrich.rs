@@ -18,8 +18,12 @@ use crate::ratelimit::{Budget, WINDOW};
 use crate::route::{Endpoint, Request};
 use crate::status::{EndpointUse, StudioState};
 
-/// A request's answer, as the worker receives it.
-pub type Fetched = (Request, Reply);
+/// A request's answer, as the worker receives it, with when the request was sent.
+pub type Fetched = (Request, Instant, Reply);
+
+/// The longest a 429's `Retry-After` may hold an endpoint, like every other `Retry-After`
+/// (see `Backoff`): a server's typo must not hold a studio for years, nor overflow a clock.
+const MAX_HOLD: Duration = Duration::from_secs(3600);
 
 /// Whether a request may go now.
 pub enum Go {
@@ -42,6 +46,12 @@ pub enum Outcome {
     },
 }
 
+#[derive(Debug, Clone, Copy)]
+struct CredentialsHold {
+    since: Instant,
+    until: Instant,
+}
+
 pub struct Enricher {
     client: Rc<OpenApiClient>,
     /// Owned by the actor, so a reconfigure or pause keeps what was used and held.
@@ -49,8 +59,8 @@ pub struct Enricher {
     limit: u32,
     max_in_flight: usize,
     in_flight: usize,
-    /// A rejected key holds every request until then.
-    credentials_hold: Option<Instant>,
+    /// A rejected key holds every request for a while.
+    credentials_hold: Option<CredentialsHold>,
     rejections: u32,
     /// Whether the studio's state shows an Open API problem.
     troubled: bool,
@@ -89,8 +99,8 @@ impl Enricher {
         if self.in_flight >= self.max_in_flight {
             return Go::Full;
         }
-        if let Some(until) = self.credentials_hold.filter(|until| *until > now) {
-            return Go::Later(until);
+        if let Some(hold) = self.credentials_hold.filter(|hold| hold.until > now) {
+            return Go::Later(hold.until);
         }
         if let Some((_, at)) = self.retries.get(request).filter(|(_, at)| *at > now) {
             return Go::Later(*at);
@@ -122,30 +132,36 @@ impl Enricher {
         let request = request.clone();
         Go::Send(Box::pin(async move {
             let reply = client.get(&request.path).await;
-            (request, reply)
+            (request, now, reply)
         }))
     }
 
-    /// The requests in flight were cancelled: their budget stays spent.
-    pub fn forget_in_flight(&mut self) {
-        self.in_flight = 0;
+    /// No event waits for `request` any more: a later event for the same entity starts afresh.
+    pub fn forget_failures(&mut self, request: &Request) {
+        self.retries.remove(request);
     }
 
     /// Takes an answer back: holds what the vendor asks to hold, counts failures.
-    pub fn receive(&mut self, request: &Request, reply: Reply, now: Instant) -> Outcome {
+    pub fn receive(
+        &mut self,
+        request: &Request,
+        sent_at: Instant,
+        reply: Reply,
+        now: Instant,
+    ) -> Outcome {
         self.in_flight -= 1;
         let endpoint = request.endpoint.template();
         self.report
             .open_api_request(endpoint, &reply.status_label());
         let status = match reply.outcome {
-            Ok(Answer::Found(entity)) => return self.answer(request, Some(entity)),
-            Ok(Answer::NotFound) => return self.answer(request, None),
+            Ok(Answer::Found(entity)) => return self.answer(request, sent_at, Some(entity)),
+            Ok(Answer::NotFound) => return self.answer(request, sent_at, None),
             Err(failure) => failure,
         };
         match status {
             Failure::RateLimited { retry_after, .. } => {
                 // The vendor refuses for a minute; a longer Retry-After wins.
-                let hold = retry_after.map_or(WINDOW, |r| r.max(WINDOW));
+                let hold = retry_after.map_or(WINDOW, |r| r.clamp(WINDOW, MAX_HOLD));
                 tracing::warn!(
                     endpoint,
                     hold_secs = hold.as_secs(),
@@ -157,6 +173,14 @@ impl Enricher {
                 Outcome::Again
             }
             failure @ Failure::Credentials { .. } => {
+                // Requests sent together are refused together: one hold for all of them, which
+                // grows only when a request sent after it ended is refused again.
+                if self
+                    .credentials_hold
+                    .is_some_and(|hold| hold.since > sent_at)
+                {
+                    return Outcome::Again;
+                }
                 self.rejections += 1;
                 let hold =
                     match failure::next(&failure, self.rejections, Duration::ZERO, hold_all()) {
@@ -166,7 +190,10 @@ impl Enricher {
                 tracing::error!(reason = %failure, retry_in = ?hold, "Open API rejected the studio's key: events are kept until it is fixed");
                 self.report
                     .state(StudioState::CredentialsRejected, Some(failure.to_string()));
-                self.credentials_hold = Some(now + hold);
+                self.credentials_hold = Some(CredentialsHold {
+                    since: now,
+                    until: now + hold,
+                });
                 self.troubled = true;
                 Outcome::Again
             }
@@ -187,10 +214,22 @@ impl Enricher {
         }
     }
 
-    fn answer(&mut self, request: &Request, entity: Option<serde_json::Value>) -> Outcome {
+    fn answer(
+        &mut self,
+        request: &Request,
+        sent_at: Instant,
+        entity: Option<serde_json::Value>,
+    ) -> Outcome {
         self.retries.remove(request);
-        self.rejections = 0;
-        self.credentials_hold = None;
+        // Only a request sent after the key was refused says the key works now; one sent before
+        // may have gone to an endpoint the key has the scope for.
+        if self
+            .credentials_hold
+            .is_none_or(|hold| sent_at >= hold.since)
+        {
+            self.rejections = 0;
+            self.credentials_hold = None;
+        }
         // Only this side's own trouble is cleared: a sink may be failing meanwhile.
         if std::mem::take(&mut self.troubled) {
             self.report.state(StudioState::Running, None);

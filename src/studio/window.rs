@@ -33,7 +33,6 @@ enum State {
     Asked(Request),
     /// `entry.event.enriched` is set: ready for the sinks.
     Ready,
-    Dead(Dead),
 }
 
 struct Slot {
@@ -45,14 +44,6 @@ struct Slot {
 struct Answered {
     asked_at: u64,
     result: EnrichmentResult,
-}
-
-/// What became of an entry read into the window.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Admitted {
-    /// Took a recent answer to a request sent after it arrived: worth saving.
-    Shared,
-    Other,
 }
 
 pub struct Window {
@@ -76,10 +67,6 @@ impl Window {
         }
     }
 
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
     /// How many more entries it takes.
     pub fn room(&self) -> usize {
         self.capacity.saturating_sub(self.slots.len())
@@ -95,13 +82,23 @@ impl Window {
         self.slots.is_empty()
     }
 
-    /// Takes the next entry of the inbox (entries must come in arrival order).
-    pub fn admit(&mut self, mut entry: InboxEntry) -> Admitted {
+    /// Forgets every entry and reads the inbox again from its head (replayed entries went back
+    /// behind what was read). Requests in flight stay known, so entries read again that
+    /// arrived before one was sent still share its answer, and none is asked twice at once.
+    pub fn rewind(&mut self) {
+        self.slots.clear();
+        self.read_up_to = None;
+        self.recent.clear();
+    }
+
+    /// Takes the next entry of the inbox (entries must come in arrival order). Returns it if it
+    /// took a recent answer to a request sent after it arrived: that is worth saving.
+    pub fn admit(&mut self, mut entry: InboxEntry) -> Option<&InboxEntry> {
         let seq = entry.sequence();
         self.read_up_to = Some(seq);
         // An answer to a request sent before this point can serve no entry read from now on.
         self.recent.retain(|_, answered| answered.asked_at > seq);
-        let mut admitted = Admitted::Other;
+        let mut shared = false;
         let state = if entry.event.enriched.is_some() {
             State::Ready
         } else {
@@ -124,7 +121,7 @@ impl Window {
                         self.recent.get(&request).filter(|a| a.asked_at > seq)
                     {
                         entry.event.enriched = Some(answered.result.clone());
-                        admitted = Admitted::Shared;
+                        shared = true;
                         State::Ready
                     } else {
                         State::Needs(request)
@@ -133,7 +130,8 @@ impl Window {
             }
         };
         self.slots.push_back(Slot { entry, state });
-        admitted
+        let admitted = self.slots.back().map(|slot| &slot.entry);
+        admitted.filter(|_| shared)
     }
 
     /// Requests to send, oldest entry first, each once; none that is already in flight.
@@ -190,39 +188,36 @@ impl Window {
     }
 
     /// `request` got no answer. `decide` says, for each entry that waited for it, whether it
-    /// is given up on; the others need it again. Returns whether any still does.
+    /// is given up on; the others need it again. Returns whether any still does, and the
+    /// entries given up on, taken out of the window: moving them to the dead letters delivers
+    /// nothing, so it need not wait for their turn.
     pub fn unanswered(
         &mut self,
         request: &Request,
         mut decide: impl FnMut(&mut InboxEntry) -> Option<Dead>,
-    ) -> bool {
+    ) -> (bool, Vec<(InboxEntry, Dead)>) {
         self.in_flight.remove(request);
         let waiting = State::Asked(request.clone());
         let mut still_needed = false;
-        for slot in &mut self.slots {
+        let mut dead = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.slots.len());
+        for mut slot in self.slots.drain(..) {
             if slot.state == waiting {
-                slot.state = match decide(&mut slot.entry) {
-                    Some(dead) => State::Dead(dead),
+                match decide(&mut slot.entry) {
+                    Some(why) => {
+                        dead.push((slot.entry, why));
+                        continue;
+                    }
                     None => {
                         still_needed = true;
-                        State::Needs(request.clone())
+                        slot.state = State::Needs(request.clone());
                     }
-                };
+                }
             }
+            kept.push_back(slot);
         }
-        still_needed
-    }
-
-    /// The head, if it is given up on.
-    pub fn pop_dead(&mut self) -> Option<(InboxEntry, Dead)> {
-        if !matches!(self.slots.front()?.state, State::Dead(_)) {
-            return None;
-        }
-        let slot = self.slots.pop_front()?;
-        match slot.state {
-            State::Dead(dead) => Some((slot.entry, dead)),
-            _ => None,
-        }
+        self.slots = kept;
+        (still_needed, dead)
     }
 
     /// The ready entries at the head, at most `max`, in order.

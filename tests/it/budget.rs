@@ -155,3 +155,21 @@ async fn a_restart_remembers_the_minute_already_used() {
     );
     sim.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_429_asking_for_an_endless_pause_holds_the_endpoint_at_most_an_hour() {
+    let app = spawn_app(vec![Studio::new("berlin")]).await;
+    app.sim
+        .set_fault("berlin", Fault::StatusRetryAfter(429, u64::MAX));
+    app.notify("berlin", &unique("r"), "CUSTOMER_UPDATED", 1)
+        .await;
+    let held = eventually("the endpoint to be held", || async {
+        let studios = app.admin_json("GET", "/api/studios").await;
+        studios["studios"][0]["budget"]["/v1/customers/{id}"]["held_for_seconds"]
+            .as_u64()
+            .filter(|&seconds| seconds > 0)
+    })
+    .await;
+    assert!((3500..=3600).contains(&held), "held for {held} s");
+    app.stop().await;
+}

@@ -189,3 +189,35 @@ async fn pausing_and_editing_the_studio_mid_flight_loses_nothing() {
     assert_eq!(first_seen(&delivered), expected, "each, in order");
     app.stop().await;
 }
+
+#[actix_rt::test]
+async fn webhooks_of_one_studio_arriving_at_once_are_all_delivered() {
+    let app = spawn_app_with(vec![Studio::new("berlin")], |config| {
+        config.http.studio_requests_per_second = 1_000_000;
+        config.http.studio_burst = 1_000_000;
+    })
+    .await;
+    let sent: Vec<String> = (0..400).map(|i| format!("{}-{i}", unique("c"))).collect();
+    // 32 at a time: the relay's workers take them in together, each taking its place in the
+    // studio's inbox while others are being stored.
+    for chunk in sent.chunks(32) {
+        let posts = chunk
+            .iter()
+            .map(|uuid| app.notify("berlin", uuid, "CUSTOMER_DELETED", 1));
+        for (status, _) in futures_util::future::join_all(posts).await {
+            assert_eq!(status, 200);
+        }
+    }
+    let delivered = app.delivered("berlin", sent.len()).await;
+    let mut got = first_seen(&delivered);
+    got.sort_unstable();
+    let mut expected: Vec<&str> = sent.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(got, expected, "every one delivered");
+    eventually("the inbox to empty", || async {
+        let studios = app.admin_json("GET", "/api/studios").await;
+        (studios["studios"][0]["inbox_depth"] == 0).then_some(())
+    })
+    .await;
+    app.stop().await;
+}
