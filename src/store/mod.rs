@@ -40,6 +40,9 @@ const INBOX: &str = "studio-seq-event";
 /// Same keys as the inbox: an event keeps its key when buried and when replayed.
 const DEAD: &str = "studio-seq-dead_letter";
 const BUDGETS: &str = "studio-open_api_budget";
+/// Inbox entries that cannot be decoded, moved aside with their bytes as they were, so that one
+/// bad entry neither blocks its studio nor is lost.
+const UNREADABLE: &str = "studio-seq-unreadable_entry";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -100,6 +103,7 @@ pub struct Store {
     inbox: sled::Tree,
     dead: sled::Tree,
     budgets: sled::Tree,
+    unreadable: sled::Tree,
     committer: Committer,
     /// Entries per studio in the inbox and the dead letters, moved by every insert and removal.
     waiting: Counts,
@@ -154,6 +158,7 @@ impl Store {
             inbox,
             dead,
             budgets: db.open_tree(BUDGETS)?,
+            unreadable: db.open_tree(UNREADABLE)?,
             arrival_order: ArrivalOrder::default(),
             db,
             committer,
@@ -259,18 +264,40 @@ impl Store {
             None => studio_key(studio, b""),
         };
         let end = studio_key(studio, &[0xff; 9]);
-        self.inbox
-            .range(start..end)
-            .take(limit)
-            .map(|item| {
-                let (key, value) = item?;
-                Ok(InboxEntry {
+        let mut entries = Vec::new();
+        for item in self.inbox.range(start..end) {
+            if entries.len() >= limit {
+                break;
+            }
+            let (key, value) = item?;
+            match serde_json::from_slice(&value) {
+                Ok(event) => entries.push(InboxEntry {
                     key: key.to_vec(),
-                    event: serde_json::from_slice(&value)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                })
-            })
-            .collect()
+                    event,
+                }),
+                Err(e) => self.set_aside(studio, &key, &value, &e.to_string())?,
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Moves an undecodable inbox entry to the unreadable entries, bytes unchanged.
+    fn set_aside(
+        &self,
+        studio: &StudioId,
+        key: &[u8],
+        value: &[u8],
+        error: &str,
+    ) -> Result<(), StoreError> {
+        tracing::error!(%studio, sequence = sequence_of(key), %error, "an inbox entry cannot be read: set aside in the store's unreadable entries, not delivered");
+        let moved = (&self.inbox, &self.unreadable).transaction(|(inbox, unreadable)| {
+            unreadable.insert(key, value)?;
+            Ok::<_, ConflictableTransactionError<()>>(inbox.remove(key)?.is_some())
+        });
+        if transaction_result(moved)? {
+            self.waiting.remove(studio.as_str(), 1);
+        }
+        Ok(())
     }
 
     /// Number of events waiting for `studio`.
@@ -606,6 +633,31 @@ mod tests {
         assert_eq!(ids, ["u2", "u3"], "nothing of studio b");
         let last = rest[1].sequence();
         assert!(store.pending_after(&a, Some(last), 10).unwrap().is_empty());
+    }
+
+    #[actix_rt::test]
+    async fn an_unreadable_entry_is_set_aside_and_the_rest_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = StudioId::parse("a").unwrap();
+        let store = store(dir.path());
+        for id in ["u1", "u2", "u3"] {
+            store.intake(&a, id, &[event(id)], 0).await.unwrap();
+        }
+        let second = store.pending(&a, 3).unwrap().remove(1);
+        store.inbox.insert(&second.key[..], &b"{not json"[..]).unwrap();
+        let ids: Vec<_> = store
+            .pending(&a, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event.id)
+            .collect();
+        assert_eq!(ids, ["u1", "u3"]);
+        assert_eq!(store.pending_count(&a), 2);
+        assert_eq!(
+            store.unreadable.get(&second.key[..]).unwrap().as_deref(),
+            Some(&b"{not json"[..]),
+            "kept as it was"
+        );
     }
 
     #[actix_rt::test]
