@@ -32,8 +32,8 @@ pub struct CheckArgs {
     /// Config file; without it ./gymrelay.toml is used if present, else built-in defaults.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
-    /// Also probe each studio's Open API key with a HEAD request, and connect to each NATS
-    /// sink with its credentials (all at once, 5 s each).
+    /// Also probe each studio's Open API key with a HEAD request (all studios at once, 5 s
+    /// each), and connect to each of its NATS sinks with their credentials (one after another).
     #[arg(long)]
     pub online: bool,
 }

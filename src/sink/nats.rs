@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::web::Bytes;
-use async_nats::jetstream::{self, context::PublishErrorKind, stream};
+use async_nats::jetstream::context::{GetStreamErrorKind, PublishErrorKind};
+use async_nats::jetstream::{self, stream};
 use async_nats::{ConnectErrorKind, HeaderMap};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
@@ -57,18 +58,23 @@ fn connection_key(settings: &NatsSettings) -> [u8; 32] {
     match &settings.credentials {
         NatsCredentials::None => hash.update(b"none"),
         NatsCredentials::CredsFile(path) => {
+            // Its contents, so a rotated file gets a connection of its own.
             hash.update(b"creds");
             hash.update(path.display().to_string().as_bytes());
+            hash.update([0]);
+            hash.update(std::fs::read(path).unwrap_or_default());
         }
         NatsCredentials::Token(token) => {
             hash.update(b"token");
             hash.update(token.expose_secret().as_bytes());
+            hash.update([0]);
         }
         NatsCredentials::UserPassword { user, password } => {
             hash.update(b"user");
             hash.update(user.as_bytes());
             hash.update([0]);
             hash.update(password.expose_secret().as_bytes());
+            hash.update([0]);
         }
     }
     if let Some(ca) = &settings.tls_ca {
@@ -89,7 +95,10 @@ pub async fn connect(settings: &NatsSettings) -> Result<async_nats::Client, Fail
         NatsCredentials::CredsFile(path) => options
             .credentials_file(path)
             .await
-            .map_err(|e| Failure::permanent(format!("creds_file {}: {e}", path.display())))?,
+            // A person must fix it (or finish writing it): the events wait, as for a refused key.
+            .map_err(|e| Failure::Credentials {
+                reason: format!("creds_file {}: {e}", path.display()),
+            })?,
         NatsCredentials::Token(token) => options.token(token.expose_secret().to_string()),
         NatsCredentials::UserPassword { user, password } => {
             options.user_and_password(user.clone(), password.expose_secret().to_string())
@@ -123,7 +132,7 @@ pub async fn probe(settings: &NatsSettings) -> Result<String, Failure> {
     let stream = &settings.stream;
     match context.get_stream(stream).await {
         Ok(_) => Ok(format!("connected, stream {stream} found")),
-        Err(_) if settings.create_stream => {
+        Err(e) if settings.create_stream && stream_not_found(e.kind()) => {
             Ok(format!("connected, stream {stream} will be created"))
         }
         Err(e) => Err(Failure::transient(format!(
@@ -132,12 +141,18 @@ pub async fn probe(settings: &NatsSettings) -> Result<String, Failure> {
     }
 }
 
+fn stream_not_found(kind: GetStreamErrorKind) -> bool {
+    matches!(kind, GetStreamErrorKind::JetStream(e)
+        if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+}
+
 pub struct NatsSink {
     settings: NatsSettings,
     studio: String,
     connections: NatsConnections,
-    /// Set once the stream is known to exist (or was created).
-    stream_ready: OnceCell<()>,
+    /// Set once the stream is known to exist (or was created); cleared when a publish finds
+    /// no stream, so a stream deleted meanwhile is looked for (or created) again.
+    stream_ready: std::cell::Cell<bool>,
 }
 
 impl NatsSink {
@@ -146,7 +161,7 @@ impl NatsSink {
             settings,
             studio: studio.to_string(),
             connections,
-            stream_ready: OnceCell::new(),
+            stream_ready: std::cell::Cell::new(false),
         }
     }
 
@@ -161,10 +176,19 @@ impl NatsSink {
             .map_err(|f| (0, f))?;
         let mut context = jetstream::new(client);
         context.set_timeout(self.settings.timeout);
-        self.stream_ready
-            .get_or_try_init(|| self.ensure_stream(&context))
-            .await
-            .map_err(|f| (0, f))?;
+        if !self.stream_ready.get() {
+            let shown = self.settings.shown_servers();
+            let timeout = self.settings.timeout;
+            match tokio::time::timeout(timeout, self.ensure_stream(&context)).await {
+                Ok(Ok(())) => self.stream_ready.set(true),
+                Ok(Err(failure)) => return Err((0, failure)),
+                Err(_) => {
+                    let reason =
+                        format!("NATS {shown}: no answer about the stream within {timeout:?}");
+                    return Err((0, Failure::transient(reason)));
+                }
+            }
+        }
         let mut acks = Vec::with_capacity(events.len());
         for (i, event) in events.iter().enumerate() {
             let subject = self.subject(event.event_type);
@@ -235,11 +259,21 @@ impl NatsSink {
         Ok(())
     }
 
+    /// The event type comes from the sender: a `.` would add subject tokens the stream does
+    /// not take, a space or wildcard would make the subject invalid. Each becomes `_`.
     fn subject(&self, event_type: &str) -> String {
+        let token: String = event_type
+            .chars()
+            .map(|c| match c {
+                '.' | '*' | '>' => '_',
+                c if c.is_whitespace() || c.is_control() => '_',
+                c => c,
+            })
+            .collect();
         self.settings
             .subject
             .replace("{studio}", &self.studio)
-            .replace("{type}", event_type)
+            .replace("{type}", &token)
     }
 
     fn headers(&self, event: &Outgoing<'_>) -> HeaderMap {
@@ -260,10 +294,18 @@ impl NatsSink {
                 "NATS {shown}: no acknowledgement within {:?}",
                 self.settings.timeout
             ),
-            PublishErrorKind::StreamNotFound => format!(
-                "NATS {shown}: no stream takes this subject (is stream {} there?)",
-                self.settings.stream
-            ),
+            PublishErrorKind::StreamNotFound => {
+                self.stream_ready.set(false);
+                format!(
+                    "NATS {shown}: no stream takes this subject (is stream {} there?)",
+                    self.settings.stream
+                )
+            }
+            PublishErrorKind::MaxPayloadExceeded => {
+                return Failure::permanent(format!(
+                    "NATS {shown}: the event is larger than the server's max_payload"
+                ))
+            }
             _ => format!("NATS {shown}: publish failed: {error}"),
         };
         Failure::transient(reason)

@@ -644,7 +644,10 @@ mod tests {
             store.intake(&a, id, &[event(id)], 0).await.unwrap();
         }
         let second = store.pending(&a, 3).unwrap().remove(1);
-        store.inbox.insert(&second.key[..], &b"{not json"[..]).unwrap();
+        store
+            .inbox
+            .insert(&second.key[..], &b"{not json"[..])
+            .unwrap();
         let ids: Vec<_> = store
             .pending(&a, 10)
             .unwrap()

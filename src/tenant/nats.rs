@@ -15,7 +15,7 @@ pub const DEFAULT_SUBJECT: &str = "gymrelay.{studio}.{type}";
 
 #[derive(Clone)]
 pub struct NatsSettings {
-    /// May carry user info (`nats://user:pass@host`): shown only redacted.
+    /// Without user info (refused when loading); shown redacted all the same.
     pub servers: Vec<RedactedUrl>,
     /// With `{studio}` and `{type}` replaced per event.
     pub subject: String,
@@ -98,12 +98,19 @@ pub(super) fn build(
     let mut servers = Vec::with_capacity(urls.len());
     for url in urls {
         let shown = RedactedUrl::new(url.clone());
-        url.parse::<async_nats::ServerAddr>().map_err(|_| {
+        let addr = url.parse::<async_nats::ServerAddr>().map_err(|_| {
             err(
                 &field("url"),
                 format!("{shown} is not a NATS server address (nats://host:4222)"),
             )
         })?;
+        // The client would ignore them, and its debug log would show them.
+        if addr.username().is_some() || addr.password().is_some() {
+            return Err(err(
+                &field("url"),
+                format!("{shown}: put credentials in user and password_env (or token_env, creds_file), not in the URL"),
+            ));
+        }
         servers.push(RedactedUrl::new(url));
     }
     let subject = raw.subject.unwrap_or_else(|| DEFAULT_SUBJECT.to_string());

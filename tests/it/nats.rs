@@ -300,3 +300,38 @@ async fn a_wrong_broker_credential_shows_in_check_and_on_the_status_page() {
     assert!(!report.contains("wrong-token"), "{report}");
     app.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_deleted_stream_is_created_again_and_odd_types_still_fit_its_subjects() {
+    require_nats!();
+    let work = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(work.path(), &[]).await;
+    let url = nats.url();
+    let app = spawn_app(vec![Studio::new("berlin").with(&nats_sink(&url, ""))]).await;
+    app.notify("berlin", &unique("d"), "CUSTOMER_DELETED", 1)
+        .await;
+    eventually("the first message in the stream", || {
+        let url = url.clone();
+        async move { (stream_count(&url).await == 1).then_some(()) }
+    })
+    .await;
+    let client = async_nats::connect(&url).await.unwrap();
+    jetstream::new(client)
+        .delete_stream(STREAM)
+        .await
+        .expect("the stream is deleted");
+    // A type with a dot and a space, which the vendor's list does not have but a sender may.
+    let odd = unique("odd");
+    let body = notification(&odd, "CUSTOMER.ODD TYPE", 2, None).to_string();
+    let (status, _) = app.post(Some(&webhook_key("berlin")), body).await;
+    assert_eq!(status, 200);
+    eventually("the stream created again, with the odd event", || {
+        let url = url.clone();
+        async move { (stream_count(&url).await == 1).then_some(()) }
+    })
+    .await;
+    let messages = stream_messages(&url).await;
+    assert_eq!(messages[0].1, odd);
+    assert_eq!(messages[0].2, "gymrelay.berlin.CUSTOMER_ODD_TYPE");
+    app.stop().await;
+}
