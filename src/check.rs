@@ -15,7 +15,7 @@ use secrecy::ExposeSecret;
 
 use crate::config::{Config, HttpConfig};
 use crate::registry;
-use crate::tenant::Tenant;
+use crate::tenant::{StudioId, Tenant};
 
 /// Per probe. The vendor answers a HEAD at once; a slow answer is as bad as none for the relay.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -98,7 +98,15 @@ pub async fn check(args: &CheckArgs, out: &mut impl Write) -> io::Result<usize> 
     }
     let broken_files: HashSet<&PathBuf> = loaded.errors.iter().map(|e| &e.file).collect();
     let mut problems = loaded.errors.len() + usize::from(refused.is_some());
-    let mut studios_with_problems = broken_files.len();
+    // Loaded studios with a problem; a file that did not load is one of `broken_files`.
+    let mut troubled: HashSet<&StudioId> = HashSet::new();
+    for tenant in &loaded.tenants {
+        let unmatched = check_selection(tenant, out)?;
+        problems += unmatched;
+        if unmatched > 0 {
+            troubled.insert(&tenant.id);
+        }
+    }
 
     if args.online {
         let answers = probe_all(&loaded.tenants).await;
@@ -117,11 +125,14 @@ pub async fn check(args: &CheckArgs, out: &mut impl Write) -> io::Result<usize> 
                     }
                 }
             }
-            studios_with_problems += usize::from(!ok);
+            if !ok {
+                troubled.insert(&tenant.id);
+            }
         }
     }
 
     let studios = loaded.tenants.len() + broken_files.len();
+    let studios_with_problems = broken_files.len() + troubled.len();
     if studios == 0 {
         writeln!(
             out,
@@ -137,6 +148,47 @@ pub async fn check(args: &CheckArgs, out: &mut impl Write) -> io::Result<usize> 
         studios - studios_with_problems,
     )?;
     Ok(problems)
+}
+
+/// How many answers of each family the selection is checked against: optional fields (an image,
+/// access media) appear in some records only.
+const SAMPLES: i64 = 40;
+
+/// Reports each `[entity]` path that matches no field of the vendor's answers (the simulator's
+/// records, which follow the vendor's documented shapes), and shows what a sink would receive
+/// for a sample record. Returns how many paths match nothing.
+fn check_selection(tenant: &Tenant, out: &mut impl Write) -> io::Result<usize> {
+    let data = crate::simulate::DataSet::new("sample", 1);
+    let mut unmatched = 0;
+    let mut families: Vec<_> = tenant.entity.families().collect();
+    families.sort_by_key(|(family, _)| family.family());
+    for (family, selection) in families {
+        let name = family.family();
+        let samples = serde_json::Value::Array(data.samples(*family, SAMPLES));
+        let list = match selection {
+            crate::entity_selection::Selection::Keep(_) => "keep",
+            crate::entity_selection::Selection::Omit(_) => "omit",
+        };
+        for (i, path) in selection.paths().iter().enumerate() {
+            if !crate::entity_selection::matches(&samples, path.names()) {
+                unmatched += 1;
+                writeln!(
+                    out,
+                    "error: {}: entity.{name}.{list}[{i}]: {path} matches no field of the vendor's {name} answer",
+                    tenant.file.display()
+                )?;
+            }
+        }
+        if let Some(sample) = samples.as_array().and_then(|s| s.first()) {
+            let shown = selection.apply(sample.clone());
+            writeln!(
+                out,
+                "{}: entity.{name}: a sink receives, for a sample record: {shown}",
+                tenant.id
+            )?;
+        }
+    }
+    Ok(unmatched)
 }
 
 /// PerfectGym Next only delivers to HTTPS with a valid certificate, so a public plain-HTTP

@@ -9,6 +9,7 @@ pub mod check;
 pub mod config;
 pub mod dead_letters_cli;
 pub mod demo;
+pub mod entity_selection;
 pub mod event;
 pub mod failure;
 pub mod http;

@@ -49,6 +49,14 @@ impl Endpoint {
         }
     }
 
+    /// Its name in `[entity.<family>]` and in JSON: `customer`, `contracts`, ...
+    pub fn family(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
     fn of_type(t: &str) -> Option<Endpoint> {
         Some(match t {
             "CUSTOMER_COMMUNICATION_PREFERENCES_UPDATED" => Endpoint::CommunicationPreferences,

@@ -366,6 +366,25 @@ impl DataSet {
         })
     }
 
+    /// Up to `n` answers of one endpoint, from the first ids, for showing and checking what a
+    /// studio's `[entity]` selection does to the vendor's shapes.
+    pub fn samples(&self, endpoint: crate::route::Endpoint, n: i64) -> Vec<Value> {
+        use crate::route::Endpoint::*;
+        (1..=n)
+            .filter_map(|id| match endpoint {
+                Customer => self.customer(id),
+                CommunicationPreferences => self.communication_preferences(id),
+                Contracts => self.contracts(id),
+                ClassBooking => self.class_booking(id),
+                ClassSlot => self.class_slot(class_of_slot(id), id),
+                AppointmentBooking => self.appointment_booking(id),
+                Employee => self.employee(id),
+                StudioInformation => Some(self.studio_information()),
+                TaxAdvisorExport => self.tax_advisor_export(id),
+            })
+            .collect()
+    }
+
     /// `GET /v1/taxadvisor/exports/{id}`: one export per month, counted back from "today".
     pub fn tax_advisor_export(&self, id: i64) -> Option<Value> {
         if !TAX_EXPORT_IDS.contains(&id) {

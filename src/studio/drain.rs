@@ -95,6 +95,7 @@ impl Worker {
                 Rc::clone(budget),
                 settings.requests_per_minute,
                 max_in_flight,
+                tenant.entity.clone(),
                 Rc::clone(&report),
             ),
             report: Rc::clone(&report),

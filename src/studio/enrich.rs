@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::LocalBoxFuture;
 
 use super::report::Report;
+use crate::entity_selection::EntitySelection;
 use crate::event::{Enrichment, EnrichmentResult, EnrichmentStatus};
 use crate::failure::{self, Failure, Next};
 use crate::openapi::{Answer, OpenApiClient, Reply};
@@ -68,6 +69,8 @@ pub struct Enricher {
     retries: HashMap<Request, (u32, Instant)>,
     /// Since when a request has waited for each endpoint's budget, for the wait metric.
     waiting_since: HashMap<Endpoint, Instant>,
+    /// The fields the studio keeps of each answer, applied before anything is stored.
+    selection: EntitySelection,
     report: Rc<Report>,
 }
 
@@ -77,9 +80,11 @@ impl Enricher {
         budget: Rc<RefCell<Budget>>,
         limit: u32,
         max_in_flight: u32,
+        selection: EntitySelection,
         report: Rc<Report>,
     ) -> Enricher {
         Enricher {
+            selection,
             client: Rc::new(client),
             budget,
             limit,
@@ -238,6 +243,7 @@ impl Enricher {
             Some(_) => EnrichmentStatus::Fetched,
             None => EnrichmentStatus::NotFound,
         };
+        let entity = entity.map(|e| self.selection.apply(request.endpoint, e));
         Outcome::Answer(EnrichmentResult {
             enrichment: Enrichment {
                 status,

@@ -8,9 +8,12 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::entity_selection::EntitySelection;
 use crate::redacted_url::RedactedUrl;
 
+mod entity;
 mod nats;
+pub use entity::families as entity_families;
 pub use nats::{NatsCredentials, NatsSettings, DEFAULT_SUBJECT};
 
 /// The vendor's default cap per endpoint and minute; a budget above it draws 429s unless the
@@ -72,6 +75,8 @@ pub struct Tenant {
     pub webhook_keys: Vec<SecretString>,
     pub open_api: OpenApiSettings,
     pub events: EventFilter,
+    /// Which fields of each Open API answer are kept (`[entity.<family>]`).
+    pub entity: EntitySelection,
     pub sinks: Vec<SinkSettings>,
     /// Identifies this exact version, secrets included, so a reload restarts only what changed.
     pub fingerprint: [u8; 32],
@@ -209,6 +214,8 @@ struct TenantFile {
     events: EventsFile,
     #[serde(default)]
     sinks: Vec<SinkFile>,
+    #[serde(default)]
+    entity: std::collections::BTreeMap<String, entity::SelectionFile>,
 }
 
 #[derive(Deserialize)]
@@ -361,6 +368,7 @@ fn build(
         .enumerate()
         .map(|(i, sink)| build_sink(i, sink, dir, err))
         .collect::<Result<Vec<_>, _>>()?;
+    let entity = entity::build(raw.entity, err)?;
 
     Ok(Tenant {
         name: raw.name.unwrap_or_else(|| id.to_string()),
@@ -371,6 +379,7 @@ fn build(
         open_api,
         events,
         sinks,
+        entity,
     })
 }
 

@@ -15,6 +15,7 @@ mod isolation;
 mod limits;
 mod logs;
 mod nats;
+mod personal_data;
 mod pipeline;
 mod reload;
 mod robustness;

@@ -1,0 +1,61 @@
+//! `[entity.<family>]` in a tenant file: which fields of each Open API answer the studio keeps.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Deserialize;
+
+use super::TenantError;
+use crate::entity_selection::{EntitySelection, FieldPath, Selection};
+use crate::route::Endpoint;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SelectionFile {
+    keep: Option<Vec<String>>,
+    omit: Option<Vec<String>>,
+}
+
+pub(super) fn build(
+    raw: BTreeMap<String, SelectionFile>,
+    err: &dyn Fn(&str, String) -> TenantError,
+) -> Result<EntitySelection, TenantError> {
+    let mut by_family = HashMap::new();
+    for (family, selection) in raw {
+        let field = format!("entity.{family}");
+        let endpoint: Endpoint = serde_json::from_value(serde_json::Value::String(family.clone()))
+            .map_err(|_| {
+                err(
+                    &field,
+                    format!("not an answer family; one of {}", families()),
+                )
+            })?;
+        let (list, texts) = match (selection.keep, selection.omit) {
+            (Some(keep), None) => ("keep", keep),
+            (None, Some(omit)) => ("omit", omit),
+            _ => return Err(err(&field, "set either keep or omit".into())),
+        };
+        let paths = texts
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                FieldPath::parse(text)
+                    .map_err(|reason| err(&format!("{field}.{list}[{i}]"), reason))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let selection = match list {
+            "keep" => Selection::Keep(paths),
+            _ => Selection::Omit(paths),
+        };
+        by_family.insert(endpoint, selection);
+    }
+    Ok(EntitySelection::new(by_family))
+}
+
+/// The family names, as `[entity.<family>]` takes them.
+pub fn families() -> String {
+    Endpoint::ALL
+        .iter()
+        .map(|e| e.family())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
