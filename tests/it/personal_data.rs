@@ -27,8 +27,7 @@ async fn omitted_fields_reach_no_sink_dead_letter_log_line_or_api_answer() {
     let dir = tempfile::tempdir().unwrap();
     let sim = start_sim(&studios).await;
     write_tenants(dir.path(), &studios, &sim);
-    let mut relay =
-        RelayProcess::start(dir.path(), "[delivery]\ndead_letter_after = \"1s\"\n").await;
+    let relay = RelayProcess::start(dir.path(), "[delivery]\ndead_letter_after = \"1s\"\n").await;
     let customer = customer_from_the_vendor(&sim.base_url("berlin"), "berlin", 12).await;
     let secrets = [
         customer["email"].as_str().expect("customers have an email"),
