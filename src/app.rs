@@ -93,8 +93,12 @@ impl Relay {
 
         let pruner = spawn_pruner(
             store.clone(),
-            config.storage.retention,
-            config.storage.prune_interval,
+            Retention {
+                uuids: config.storage.retention,
+                dead_letters: config.delivery.dead_letter_retention,
+                every: config.storage.prune_interval,
+            },
+            metrics.clone(),
         );
 
         let accepting = Arc::new(AtomicBool::new(true));
@@ -282,18 +286,49 @@ async fn wait_for_signal() {
     }
 }
 
-fn spawn_pruner(store: Store, retention: Duration, every: Duration) -> JoinHandle<()> {
+/// How long what is kept is kept.
+struct Retention {
+    uuids: Duration,
+    dead_letters: Duration,
+    every: Duration,
+}
+
+fn spawn_pruner(store: Store, retention: Retention, metrics: Arc<Metrics>) -> JoinHandle<()> {
+    let cutoff =
+        |keep: Duration| now_millis() - i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
     actix_web::rt::spawn(async move {
-        let mut interval = actix_web::rt::time::interval(every);
+        let mut interval = actix_web::rt::time::interval(retention.every);
         loop {
             interval.tick().await;
-            let cutoff = now_millis() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+            let (seen, letters) = (cutoff(retention.uuids), cutoff(retention.dead_letters));
             let store = store.clone();
-            match actix_web::rt::task::spawn_blocking(move || store.prune_seen(cutoff)).await {
-                Ok(Ok(0)) => {}
-                Ok(Ok(n)) => tracing::info!(pruned = n, "forgot uuids past retention"),
-                Ok(Err(e)) => tracing::error!(error = %e, "pruning failed"),
-                Err(e) => tracing::error!(error = %e, "pruning task failed"),
+            let pruned = actix_web::rt::task::spawn_blocking(move || {
+                (store.prune_seen(seen), store.prune_dead_letters(letters))
+            })
+            .await;
+            let (seen, letters) = match pruned {
+                Ok(pruned) => pruned,
+                Err(e) => {
+                    tracing::error!(error = %e, "pruning task failed");
+                    continue;
+                }
+            };
+            match seen {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(pruned = n, "forgot uuids past retention"),
+                Err(e) => tracing::error!(error = %e, "pruning uuids failed"),
+            }
+            match letters {
+                Ok(expired) => {
+                    for (studio, n) in expired {
+                        tracing::info!(%studio, removed = n, "dead letters past delivery.dead_letter_retention removed");
+                        metrics
+                            .dead_letters_expired
+                            .with_label_values(&[studio.as_str()])
+                            .inc_by(n as u64);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "pruning dead letters failed"),
             }
         }
     })

@@ -35,12 +35,17 @@ pub struct DeliveryConfig {
     /// letter. Rejected Open API credentials never dead-letter: the events wait for the fix.
     #[serde(with = "humantime_serde")]
     pub dead_letter_after: Duration,
+    /// How long a dead letter is kept for a replay. It holds a member's data (as the studio's
+    /// `[entity]` selection left it), so it is not kept for ever.
+    #[serde(with = "humantime_serde")]
+    pub dead_letter_retention: Duration,
 }
 
 impl Default for DeliveryConfig {
     fn default() -> Self {
         DeliveryConfig {
             dead_letter_after: Duration::from_secs(24 * 3600),
+            dead_letter_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct Metrics {
     /// By studio, sink and result (delivered, failed).
     pub sink_deliveries: IntCounterVec,
     pub dead_letters: IntGaugeVec,
+    /// Dead letters removed because they outlived `delivery.dead_letter_retention`, by studio.
+    pub dead_letters_expired: IntCounterVec,
     /// Webhooks with a missing or unknown key, by source address (at most 256, then "other").
     pub unauthorized_sources: IntCounterVec,
 }
@@ -110,6 +112,11 @@ impl Metrics {
             dead_letters: gauge(
                 "dead_letters",
                 "Events in the dead-letter store, by studio",
+                &["studio"],
+            ),
+            dead_letters_expired: counter(
+                "dead_letters_expired_total",
+                "Dead letters removed after delivery.dead_letter_retention, by studio",
                 &["studio"],
             ),
             unauthorized_sources: counter(

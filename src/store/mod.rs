@@ -445,6 +445,27 @@ impl Store {
         Ok(self.seen.prune(cutoff_ms)?)
     }
 
+    /// Removes dead letters buried before `cutoff_ms`; returns how many, by studio.
+    pub fn prune_dead_letters(&self, cutoff_ms: i64) -> Result<Vec<(String, usize)>, StoreError> {
+        // Only the one field is decoded: a dead letter holds the whole event.
+        #[derive(serde::Deserialize)]
+        struct Buried {
+            dead_at_ms: i64,
+        }
+        let mut removed: std::collections::BTreeMap<String, usize> = Default::default();
+        for item in self.dead.iter() {
+            let (key, value) = item?;
+            let expired = serde_json::from_slice::<Buried>(&value)
+                .map_or(false, |b| b.dead_at_ms < cutoff_ms);
+            if expired && self.dead.remove(&key)?.is_some() {
+                let (studio, _) = split_key(&key)?;
+                self.buried.remove(&studio, 1);
+                *removed.entry(studio).or_default() += 1;
+            }
+        }
+        Ok(removed.into_iter().collect())
+    }
+
     /// Studios that have events waiting, with their counts (also those without a tenant file).
     pub fn pending_by_studio(&self) -> Vec<(String, usize)> {
         self.waiting.all()
@@ -661,6 +682,33 @@ mod tests {
             Some(&b"{not json"[..]),
             "kept as it was"
         );
+    }
+
+    #[actix_rt::test]
+    async fn dead_letters_past_retention_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = StudioId::parse("a").unwrap();
+        let store = store(dir.path());
+        for id in ["u1", "u2"] {
+            store.intake(&a, id, &[event(id)], 0).await.unwrap();
+        }
+        for (entry, dead_at_ms) in store.pending(&a, 2).unwrap().iter().zip([1_000, 5_000]) {
+            let letter = DeadLetter {
+                event: entry.event.clone(),
+                stage: "sink:x".into(),
+                reason: "test".into(),
+                dead_at_ms,
+            };
+            store.bury(entry, &letter).unwrap();
+        }
+        assert_eq!(
+            store.prune_dead_letters(2_000).unwrap(),
+            [("a".to_string(), 1)]
+        );
+        let left = store.dead_letters(Some(&a)).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].letter.event.id, "u2");
+        assert_eq!(store.dead_letter_count(&a), 1);
     }
 
     #[actix_rt::test]

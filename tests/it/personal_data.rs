@@ -125,3 +125,34 @@ async fn check_refuses_paths_the_vendor_never_sends_and_shows_what_a_sink_receiv
     );
     sim.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_dead_letter_older_than_its_retention_is_gone_after_the_next_prune() {
+    let app = spawn_app_with(vec![Studio::new("berlin")], |config| {
+        config.delivery.dead_letter_retention = std::time::Duration::from_secs(1);
+        config.storage.prune_interval = std::time::Duration::from_millis(200);
+    })
+    .await;
+    app.sim
+        .set_fault("berlin", gymrelay::simulate::Fault::Status(400));
+    let uuid = unique("old");
+    app.notify("berlin", &uuid, "CUSTOMER_UPDATED", 12).await;
+    eventually("the dead letter", || async {
+        let (_, letters) = app.admin("GET", "/api/dead-letters").await;
+        letters.contains(&uuid).then_some(())
+    })
+    .await;
+    eventually("the dead letter to expire", || async {
+        let (_, letters) = app.admin("GET", "/api/dead-letters").await;
+        (!letters.contains(&uuid)).then_some(())
+    })
+    .await;
+    let (_, metrics) = app.admin("GET", "/metrics").await;
+    assert!(
+        metrics.contains("gymrelay_dead_letters_expired_total{studio=\"berlin\"} 1"),
+        "{metrics}"
+    );
+    let studios = app.admin_json("GET", "/api/studios").await;
+    assert_eq!(studios["studios"][0]["dead_letters"], 0);
+    app.stop().await;
+}
