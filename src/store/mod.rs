@@ -455,8 +455,8 @@ impl Store {
         let mut removed: std::collections::BTreeMap<String, usize> = Default::default();
         for item in self.dead.iter() {
             let (key, value) = item?;
-            let expired = serde_json::from_slice::<Buried>(&value)
-                .map_or(false, |b| b.dead_at_ms < cutoff_ms);
+            let expired =
+                serde_json::from_slice::<Buried>(&value).is_ok_and(|b| b.dead_at_ms < cutoff_ms);
             if expired && self.dead.remove(&key)?.is_some() {
                 let (studio, _) = split_key(&key)?;
                 self.buried.remove(&studio, 1);
