@@ -119,8 +119,11 @@ pub struct QueuedEvent {
     /// by versions before it was stored: [`QueuedEvent::route`] decides it for them on read.
     #[serde(default, rename = "route", skip_serializing_if = "Option::is_none")]
     pub decided_route: Option<Route>,
-    /// Set once the Open API answered (or no request was needed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Set once the Open API answered (or no request was needed). Held in memory only, never
+    /// stored: the answer is a member's personal data, and the store is a log whose old
+    /// segments keep what was overwritten. After a restart or a replay the entity is fetched
+    /// again. Entries stored by earlier versions with an answer have it ignored on read.
+    #[serde(skip)]
     pub enriched: Option<EnrichmentResult>,
     /// Keys of the sinks that have this event.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

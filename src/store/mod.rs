@@ -390,9 +390,6 @@ impl Store {
             };
             let mut letter: DeadLetter = serde_json::from_slice(&value)
                 .map_err(|_| ConflictableTransactionError::Abort(()))?;
-            if letter.stage == "enrichment" {
-                letter.event.enriched = None;
-            }
             letter.event.failing_since_ms = None;
             let event = serde_json::to_vec(&letter.event)
                 .map_err(|_| ConflictableTransactionError::Abort(()))?;

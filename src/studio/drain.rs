@@ -175,7 +175,6 @@ impl Worker {
         for entry in entries {
             if let Some(shared) = self.window.admit(entry) {
                 tracing::debug!(id = %shared.event.id, "a queued event shares an answer already fetched");
-                self.deliverer.save(shared);
             }
         }
         Ok(full)
@@ -214,16 +213,10 @@ impl Worker {
     async fn apply(&mut self, request: &Request, outcome: Outcome) {
         match outcome {
             Outcome::Answer(result) => {
-                let fetched = result.enrichment.request.is_some();
-                let ready = self.window.answered(request, result);
-                if ready.len() > 1 {
-                    tracing::debug!(%request, events = ready.len(), "one Open API answer shared by queued events");
-                }
-                // Kept across a restart, so a fetched answer is not fetched again.
-                if fetched {
-                    for entry in ready {
-                        self.deliverer.save(entry);
-                    }
+                // Not saved: answers are personal data and stay in memory (see QueuedEvent).
+                let ready = self.window.answered(request, result).len();
+                if ready > 1 {
+                    tracing::debug!(%request, events = ready, "one Open API answer shared by queued events");
                 }
             }
             Outcome::Again => {

@@ -158,7 +158,7 @@ impl Window {
         }
     }
 
-    /// The answer to `request`: its entries are ready. Returns them, to save their progress.
+    /// The answer to `request`: its entries are ready. Returns them.
     pub fn answered(&mut self, request: &Request, result: EnrichmentResult) -> Vec<&InboxEntry> {
         let asked_at = self.in_flight.remove(request).unwrap_or(0);
         let waiting = State::Asked(request.clone());
