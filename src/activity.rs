@@ -80,6 +80,15 @@ impl Activity {
     }
 
     /// Newest first.
+    /// Forgets the recent events of these entities of a studio (an erased customer's); returns
+    /// how many.
+    pub fn forget(&self, studio: &str, wanted: impl Fn(&RecentEvent) -> bool) -> usize {
+        let mut inner = crate::lock::lock(&self.inner);
+        let before = inner.recent.len();
+        inner.recent.retain(|e| e.studio != studio || !wanted(e));
+        before - inner.recent.len()
+    }
+
     pub fn recent(&self, limit: usize) -> Vec<RecentEvent> {
         let inner = crate::lock::lock(&self.inner);
         inner.recent.iter().rev().take(limit).cloned().collect()

@@ -1,14 +1,12 @@
 //! `gymrelay dead-letters list|replay`: talks to the running relay's admin API (sled allows
 //! one process per data directory, so the CLI cannot open the store itself).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use secrecy::ExposeSecret;
 use serde_json::Value;
 
-use crate::config::{Config, ConfigError};
+use crate::admin_client::AdminApi;
+pub use crate::admin_client::CliError;
 
 #[derive(Debug, clap::Args)]
 pub struct DeadLettersArgs {
@@ -39,30 +37,14 @@ pub enum Action {
     },
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error("the config has no [admin] token; the admin API needs one")]
-    NoToken,
-    #[error("admin API at {url}: {reason}")]
-    Request { url: String, reason: String },
-}
-
 pub async fn run(args: DeadLettersArgs) -> Result<(), CliError> {
-    let config = Config::load(crate::config::default_file(args.config).as_deref())?;
-    let token = config.admin.token.as_ref().ok_or(CliError::NoToken)?;
-    let base = args
-        .admin_url
-        .unwrap_or_else(|| format!("http://{}", reachable(config.admin.listen)));
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .bearer_auth(token.expose_secret())
-        .finish();
+    let api = AdminApi::connect(args.config, args.admin_url)?;
     match args.action {
         Action::List { studio } => {
             let query = studio.map(|s| format!("?studio={s}")).unwrap_or_default();
-            let answer = call(&client, "GET", &format!("{base}/api/dead-letters{query}")).await?;
+            let answer = api
+                .call("GET", &format!("/api/dead-letters{query}"))
+                .await?;
             print_list(&answer);
         }
         Action::Replay { id, studio } => {
@@ -71,7 +53,7 @@ pub async fn run(args: DeadLettersArgs) -> Result<(), CliError> {
                 (None, Some(studio)) => format!("/api/studios/{studio}/dead-letters/replay"),
                 (None, None) => unreachable!("clap requires one"),
             };
-            let answer = call(&client, "POST", &format!("{base}{path}")).await?;
+            let answer = api.call("POST", &path).await?;
             let replayed = answer["replayed"].as_array().map_or(0, Vec::len);
             for id in answer["replayed"].as_array().into_iter().flatten() {
                 println!("replayed {}", id.as_str().unwrap_or_default());
@@ -80,34 +62,6 @@ pub async fn run(args: DeadLettersArgs) -> Result<(), CliError> {
         }
     }
     Ok(())
-}
-
-/// A wildcard listen address is reached through loopback.
-fn reachable(listen: SocketAddr) -> SocketAddr {
-    if listen.ip().is_unspecified() {
-        SocketAddr::from(([127, 0, 0, 1], listen.port()))
-    } else {
-        listen
-    }
-}
-
-async fn call(client: &awc::Client, method: &str, url: &str) -> Result<Value, CliError> {
-    let fail = |reason: String| CliError::Request {
-        url: url.to_string(),
-        reason,
-    };
-    let request = match method {
-        "POST" => client.post(url),
-        _ => client.get(url),
-    };
-    let mut response = request.send().await.map_err(|e| fail(e.to_string()))?;
-    let body = response.body().await.map_err(|e| fail(e.to_string()))?;
-    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if !response.status().is_success() {
-        let reason = json["error"].as_str().unwrap_or("no reason given");
-        return Err(fail(format!("{}: {reason}", response.status())));
-    }
-    Ok(json)
 }
 
 fn print_list(answer: &Value) {

@@ -2,6 +2,7 @@
 //! each event from the studio's Open API within its rate limit and hands it to the partner's sinks.
 
 pub mod activity;
+pub mod admin_client;
 mod allocator;
 pub mod app;
 pub mod backoff;
@@ -10,6 +11,7 @@ pub mod config;
 pub mod dead_letters_cli;
 pub mod demo;
 pub mod entity_selection;
+pub mod erase_cli;
 pub mod event;
 pub mod failure;
 pub mod http;

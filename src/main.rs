@@ -31,6 +31,8 @@ enum Command {
     Check(gymrelay::check::CheckArgs),
     /// List or replay dead letters of the running relay (through its admin API).
     DeadLetters(gymrelay::dead_letters_cli::DeadLettersArgs),
+    /// Remove what the running relay keeps of one member (a GDPR erasure request).
+    Erase(gymrelay::erase_cli::EraseArgs),
     /// Run the relay with a simulated PerfectGym Next (two studios) for a first look.
     Demo(gymrelay::demo::DemoArgs),
     /// Run the stand-in PerfectGym Next on its own (Open API and webhook sender).
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
             Command::DeadLetters(args) => gymrelay::dead_letters_cli::run(args)
                 .await
                 .map_err(Into::into),
+            Command::Erase(args) => gymrelay::erase_cli::run(args).await.map_err(Into::into),
             Command::Demo(args) => gymrelay::demo::run(args).await.map_err(Into::into),
             Command::Simulate(args) => gymrelay::simulate::run(args).await,
         }

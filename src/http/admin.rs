@@ -51,6 +51,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(
                     "/studios/{studio}/dead-letters/replay",
                     web::post().to(replay_studio),
+                )
+                .route(
+                    "/studios/{studio}/erase",
+                    web::post().to(super::erase::erase),
                 ),
         );
 }
@@ -368,6 +372,6 @@ fn deny(req: &HttpRequest, state: &AdminState) -> Option<HttpResponse> {
     }
 }
 
-fn error(status: StatusCode, message: &str) -> HttpResponse {
+pub(super) fn error(status: StatusCode, message: &str) -> HttpResponse {
     HttpResponse::build(status).json(json!({ "error": message }))
 }

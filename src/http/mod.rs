@@ -1,6 +1,7 @@
 //! The HTTP listeners.
 
 pub mod admin;
+mod erase;
 pub mod ingest;
 pub mod limits;
 pub mod status_page;

@@ -442,6 +442,46 @@ impl Store {
         Ok(self.seen.prune(cutoff_ms)?)
     }
 
+    /// Removes every dead letter of `studio` about `customer` (`is_about` picks the event types
+    /// whose entity is a customer); returns how many. Events still waiting are not touched: they
+    /// hold no answer from the Open API, only ids, and are delivered with a fresh answer.
+    pub fn erase_dead_letters(
+        &self,
+        studio: &StudioId,
+        customer: i64,
+        is_about: impl Fn(&str) -> bool,
+    ) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for item in self.dead.scan_prefix(studio_key(studio, b"")) {
+            let (key, value) = item?;
+            let letter: DeadLetter =
+                serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let event = &letter.event;
+            if event.entity_id == Some(customer)
+                && is_about(&event.event_type)
+                && self.dead.remove(&key)?.is_some()
+            {
+                self.buried.remove(studio.as_str(), 1);
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Events of `studio` about `customer` still waiting in its inbox.
+    pub fn pending_about(
+        &self,
+        studio: &StudioId,
+        customer: i64,
+        is_about: impl Fn(&str) -> bool,
+    ) -> Result<usize, StoreError> {
+        Ok(self
+            .pending_after(studio, None, usize::MAX)?
+            .iter()
+            .filter(|e| e.event.entity_id == Some(customer) && is_about(&e.event.event_type))
+            .count())
+    }
+
     /// Removes dead letters buried before `cutoff_ms`; returns how many, by studio.
     pub fn prune_dead_letters(&self, cutoff_ms: i64) -> Result<Vec<(String, usize)>, StoreError> {
         // Only the one field is decoded: a dead letter holds the whole event.

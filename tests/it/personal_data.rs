@@ -156,3 +156,123 @@ async fn a_dead_letter_older_than_its_retention_is_gone_after_the_next_prune() {
     assert_eq!(studios["studios"][0]["dead_letters"], 0);
     app.stop().await;
 }
+
+/// Every file under `dir`, read as bytes, searched for `needle`.
+fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    found
+}
+
+#[actix_rt::test]
+async fn erase_removes_a_members_traces_from_the_store_and_the_studio_keeps_working() {
+    let failing = "[[sinks]]\ntype = \"command\"\nargv = [\"false\"]\n";
+    let studios = [Studio::new("berlin").with(failing)];
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(&studios).await;
+    write_tenants(dir.path(), &studios, &sim);
+    let relay = RelayProcess::start(dir.path(), "[delivery]\ndead_letter_after = \"1s\"\n").await;
+    let member = customer_from_the_vendor(&sim.base_url("berlin"), "berlin", 12).await;
+    let client = awc::Client::default();
+    let send = |uuid: String, customer: i64| {
+        let body = notification(&uuid, "CUSTOMER_UPDATED", customer, None).to_string();
+        let (client, url) = (&client, &relay.url);
+        async move {
+            post_with(client, url, Some(&webhook_key("berlin")), body.into_bytes())
+                .await
+                .0
+        }
+    };
+    let (erased, other) = (unique("erased"), unique("other"));
+    assert_eq!(send(erased.clone(), 12).await, 200);
+    assert_eq!(send(other.clone(), 13).await, 200);
+    eventually("both to be dead letters", || async {
+        let letters = relay.admin("/api/dead-letters").await;
+        (letters.contains(&erased) && letters.contains(&other)).then_some(())
+    })
+    .await;
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gymrelay"))
+        .args([
+            "erase",
+            "--studio",
+            "berlin",
+            "--customer",
+            "12",
+            "--config",
+        ])
+        .arg(dir.path().join("gymrelay.toml"))
+        .args(["--admin-url", &relay.admin_url])
+        .output()
+        .expect("erase runs");
+    let said = String::from_utf8_lossy(&output.stdout);
+    let complaint = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{said}{complaint}");
+    assert!(said.contains("removed 1 dead letter"), "{said}");
+
+    let letters = relay.admin("/api/dead-letters").await;
+    assert!(
+        !letters.contains(&erased),
+        "the member's dead letter is gone"
+    );
+    assert!(letters.contains(&other), "another member's stays");
+    let activity = relay.admin("/api/activity").await;
+    assert!(!activity.contains("\"entity_id\":12"), "{activity}");
+    for value in ["firstName", "lastName", "email"] {
+        let value = member[value].as_str().expect("a member field");
+        let found = files_containing(&dir.path().join("data"), value);
+        assert!(found.is_empty(), "{value} is still in {found:?}");
+    }
+
+    // The studio goes on: a new event for the same member is fetched and delivered.
+    let again = unique("again");
+    assert_eq!(send(again.clone(), 12).await, 200);
+    let delivered = eventually("the new event in the file sink", || {
+        let path = dir.path().join("out/berlin.ndjson");
+        let again = again.clone();
+        async move {
+            read_ndjson(&path)
+                .into_iter()
+                .find(|e| e["id"] == again.as_str())
+        }
+    })
+    .await;
+    assert_eq!(delivered["entity"]["id"], 12);
+    let log = relay.kill();
+    assert!(log.contains("a member's data was erased"));
+    sim.stop().await;
+}
+
+#[actix_rt::test]
+async fn the_status_page_and_its_apis_show_no_entity_field_values() {
+    let app = spawn_app(vec![Studio::new("berlin")]).await;
+    let member = customer_from_the_vendor(&app.sim.base_url("berlin"), "berlin", 12).await;
+    app.notify("berlin", &unique("s"), "CUSTOMER_UPDATED", 12)
+        .await;
+    let delivered = app.delivered("berlin", 1).await;
+    assert_eq!(
+        delivered[0]["entity"]["email"], member["email"],
+        "the sink has it"
+    );
+    for path in ["/", "/status/app.js", "/api/studios", "/api/activity"] {
+        let (status, text) = app.admin("GET", path).await;
+        assert_eq!(status, 200, "{path}");
+        for field in ["firstName", "lastName", "email", "dateOfBirth"] {
+            let value = member[field].as_str().expect("a member field");
+            assert!(!text.contains(value), "{path} shows the member's {field}");
+        }
+    }
+    app.stop().await;
+}
