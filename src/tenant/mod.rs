@@ -492,6 +492,21 @@ fn check_url(
     }
 }
 
+/// Either none or exactly one of the inline value, `<field>_env` or `<field>_file`.
+pub(super) fn optional_secret(
+    field: &str,
+    inline: Option<String>,
+    env: Option<String>,
+    file: Option<PathBuf>,
+    dir: &Path,
+    err: &dyn Fn(&str, String) -> TenantError,
+) -> Result<Option<SecretString>, TenantError> {
+    if inline.is_none() && env.is_none() && file.is_none() {
+        return Ok(None);
+    }
+    one_secret(field, inline, env, file, dir, err).map(Some)
+}
+
 /// Exactly one of the inline value, `<field>_env` or `<field>_file`.
 fn one_secret(
     field: &str,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{one_secret, TenantError};
+use super::{optional_secret, TenantError};
 use crate::redacted_url::RedactedUrl;
 
 /// The subject template when none is given.
@@ -186,21 +186,6 @@ pub(super) fn build(
         tls_ca,
         timeout: raw.timeout.unwrap_or(Duration::from_secs(10)),
     })
-}
-
-/// Either none or exactly one of the inline value, `<field>_env` or `<field>_file`.
-fn optional_secret(
-    field: &str,
-    inline: Option<String>,
-    env: Option<String>,
-    file: Option<PathBuf>,
-    dir: &Path,
-    err: &dyn Fn(&str, String) -> TenantError,
-) -> Result<Option<SecretString>, TenantError> {
-    if inline.is_none() && env.is_none() && file.is_none() {
-        return Ok(None);
-    }
-    one_secret(field, inline, env, file, dir, err).map(Some)
 }
 
 /// Dot-separated tokens, no wildcards or whitespace; `{studio}` and `{type}` are the only

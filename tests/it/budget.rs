@@ -16,6 +16,22 @@ async fn settle(app: &TestApp, polls: usize) -> serde_json::Value {
     last
 }
 
+/// Makes berlin's Open API answer with `fault`, sends one event that needs it, and returns
+/// for how many seconds the relay then shows the customer endpoint held. The fault stays until
+/// the relay shows the hold: cleared earlier, the simulator could answer the request after all.
+async fn hold_from(app: &TestApp, fault: Fault) -> u64 {
+    app.sim.set_fault("berlin", fault);
+    app.notify("berlin", &unique("r"), "CUSTOMER_UPDATED", 1)
+        .await;
+    eventually("the endpoint to be held", || async {
+        let studios = app.admin_json("GET", "/api/studios").await;
+        studios["studios"][0]["budget"]["/v1/customers/{id}"]["held_for_seconds"]
+            .as_u64()
+            .filter(|&seconds| seconds > 0)
+    })
+    .await
+}
+
 #[actix_rt::test]
 async fn the_studio_never_exceeds_its_budget_per_endpoint() {
     let app = spawn_app(vec![
@@ -66,18 +82,7 @@ async fn the_studio_never_exceeds_its_budget_per_endpoint() {
 #[actix_rt::test]
 async fn a_429_holds_the_endpoint_for_a_minute() {
     let app = spawn_app(vec![Studio::new("berlin")]).await;
-    app.sim.set_fault("berlin", Fault::Status(429));
-    app.notify("berlin", &unique("r"), "CUSTOMER_UPDATED", 1)
-        .await;
-    // The fault stays until the relay shows the hold: cleared earlier, the simulator could
-    // answer the first request 200 after all.
-    let held = eventually("the endpoint to be held", || async {
-        let studios = app.admin_json("GET", "/api/studios").await;
-        studios["studios"][0]["budget"]["/v1/customers/{id}"]["held_for_seconds"]
-            .as_u64()
-            .filter(|&seconds| seconds > 0)
-    })
-    .await;
+    let held = hold_from(&app, Fault::Status(429)).await;
     assert!((55..=60).contains(&held), "held for {held} s");
     app.sim.set_fault("berlin", Fault::None);
     settle(&app, 10).await;
@@ -159,17 +164,7 @@ async fn a_restart_remembers_the_minute_already_used() {
 #[actix_rt::test]
 async fn a_429_asking_for_an_endless_pause_holds_the_endpoint_at_most_an_hour() {
     let app = spawn_app(vec![Studio::new("berlin")]).await;
-    app.sim
-        .set_fault("berlin", Fault::StatusRetryAfter(429, u64::MAX));
-    app.notify("berlin", &unique("r"), "CUSTOMER_UPDATED", 1)
-        .await;
-    let held = eventually("the endpoint to be held", || async {
-        let studios = app.admin_json("GET", "/api/studios").await;
-        studios["studios"][0]["budget"]["/v1/customers/{id}"]["held_for_seconds"]
-            .as_u64()
-            .filter(|&seconds| seconds > 0)
-    })
-    .await;
+    let held = hold_from(&app, Fault::StatusRetryAfter(429, u64::MAX)).await;
     assert!((3500..=3600).contains(&held), "held for {held} s");
     app.stop().await;
 }
