@@ -1,7 +1,7 @@
 //! Which fields of an Open API answer a studio keeps: `[entity.<family>]` in its tenant file,
 //! either `keep = [...]` (only these) or `omit = [...]` (all but these), applied to the answer
-//! before it is stored or delivered, so that personal data a partner does not need never
-//! reaches the disk, a dead letter or a sink.
+//! as it arrives, before anything else sees it, so that personal data a partner does not need
+//! never reaches a sink, a log or the admin API.
 //!
 //! A path is a JSON pointer (`/accessMediums/value`) or dotted (`accessMediums.value`). Where
 //! the answer holds a list (contracts, access media), a path applies to every element.
@@ -174,8 +174,13 @@ fn keep(from: &Value, names: &[String], into: &mut Value) {
                 *into = Value::Object(Map::new());
             }
             if let Value::Object(kept) = into {
-                let slot = kept.entry(first.clone()).or_insert(Value::Null);
-                keep(inner, rest, slot);
+                let mut slot = kept.remove(first).unwrap_or(Value::Null);
+                keep(inner, rest, &mut slot);
+                // Only what the path reached: a half-matched path leaves nothing, not a null
+                // that a sink would read as "has none".
+                if !slot.is_null() || (rest.is_empty() && inner.is_null()) {
+                    kept.insert(first.clone(), slot);
+                }
             }
         }
         _ => {}
@@ -234,6 +239,12 @@ mod tests {
         assert_eq!(
             Selection::Keep(paths(&["nothing"])).apply(customer()),
             json!({})
+        );
+        let half = Selection::Keep(paths(&["id", "firstName.first", "accessMediums.x"]));
+        assert_eq!(
+            half.apply(customer()),
+            json!({"id": 7, "accessMediums": [{}, {}]}),
+            "paths that reach nothing keep nothing"
         );
     }
 

@@ -102,8 +102,9 @@ impl Notification {
     }
 }
 
-/// An event waiting in a studio's inbox. Progress is recorded in it so that a restart neither
-/// fetches again what was fetched nor delivers again to a sink that already has it.
+/// An event waiting in a studio's inbox. Delivery progress is recorded in it so that a restart
+/// does not deliver again to a sink that already has it; the Open API answer is not (see
+/// `enriched`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct QueuedEvent {
     pub id: String,

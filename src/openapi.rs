@@ -11,8 +11,9 @@ use crate::backoff::parse_retry_after;
 use crate::failure::Failure;
 use crate::outbound::Outbound;
 
-/// Responses larger than this are refused (a dead letter) rather than stored: the stored event
-/// must stay below the size sled writes to blob files it never syncs (see store::SEGMENT_SIZE).
+/// Responses larger than this are refused (a dead letter): a studio's worker holds up to a
+/// window of answers in memory. (Answers are not stored; `config::MAX_BODY_BYTES` still leaves
+/// room for one, from when they were.)
 pub const MAX_RESPONSE_BYTES: usize = 128 * 1024;
 
 /// A successful answer: what sinks receive as the entity.
@@ -134,14 +135,22 @@ impl OpenApiClient {
     }
 }
 
-/// The vendor's `errorMessage` and `errorCode`, for the dead letter's reason.
+/// The vendor's `errorCode` and the start of its `errorMessage`, for the dead letter's reason.
+/// The message is about our request (a GET with ids), and is cut short all the same: it is
+/// stored with the event.
 async fn vendor_message<S>(response: &mut awc::ClientResponse<S>) -> Option<String>
 where
     S: futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin,
 {
     let body = response.body().limit(64 * 1024).await.ok()?;
     let error: Value = serde_json::from_slice(&body).ok()?;
-    let message = error.get("errorMessage").and_then(Value::as_str)?;
+    let message: String = error
+        .get("errorMessage")
+        .and_then(Value::as_str)?
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
     let code = error.get("errorCode").and_then(Value::as_str).unwrap_or("");
     Some(format!("{} {code}: {message}", response.status()))
 }

@@ -3,8 +3,10 @@
 //!
 //! What the relay keeps of a member: dead letters of the member's events (ids and types, since
 //! Open API answers are never stored), the recent-activity list, and the answers the studio's
-//! worker holds in memory for events not yet delivered. Events still waiting stay, and are
-//! delivered with a fresh answer (or `not_found` once the vendor has erased the member too).
+//! worker holds in memory for events not yet delivered. The worker is started afresh first, so
+//! nothing it fetched before the erasure is delivered or buried after it; events still waiting
+//! stay, and are delivered with a fresh answer (or `not_found` once the vendor has erased the
+//! member too).
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -22,13 +24,38 @@ pub struct EraseQuery {
 
 pub async fn erase(
     studio: web::Path<String>,
-    query: web::Query<EraseQuery>,
+    query: Result<web::Query<EraseQuery>, actix_web::Error>,
     state: web::Data<AdminState>,
 ) -> HttpResponse {
     let Ok(studio) = StudioId::parse(&studio) else {
         return error(StatusCode::BAD_REQUEST, "not a studio id");
     };
+    let Ok(query) = query else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "customer must be the member's customer id, an integer: ?customer=7893459",
+        );
+    };
     let customer = query.customer;
+    let handle = state.studios.registry().get(&studio).cloned();
+    let known = handle.is_some()
+        || state.store.pending_count(&studio) > 0
+        || state.store.dead_letter_count(&studio) > 0;
+    if !known {
+        // A typo must not look like a completed erasure.
+        return error(
+            StatusCode::NOT_FOUND,
+            "no such studio, and nothing stored for it",
+        );
+    }
+    if let Some(handle) = &handle {
+        if let Err(e) = handle.actor.send(crate::studio::Restart).await {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("the studio did not answer: {e}"),
+            );
+        }
+    }
     let (dead_letters, pending) = {
         let store = state.store.clone();
         let studio = studio.clone();
@@ -47,11 +74,6 @@ pub async fn erase(
     let activity = state.activity.forget(studio.as_str(), |e| {
         e.entity_id == Some(customer) && is_about_a_customer(&e.event_type)
     });
-    // The worker drops the answers it holds and reads its inbox again: the member's waiting
-    // events are then fetched anew.
-    if let Some(handle) = state.studios.registry().get(&studio) {
-        handle.events_replayed();
-    }
     // Logged without the member's id: the counts and the studio say what was done.
     tracing::info!(%studio, dead_letters, pending, activity, "a member's data was erased");
     HttpResponse::Ok().json(json!({
@@ -59,6 +81,5 @@ pub async fn erase(
         "customer": customer,
         "removed": {"dead_letters": dead_letters, "recent_activity": activity},
         "pending_events": pending,
-        "stored_answers": 0,
     }))
 }

@@ -61,6 +61,8 @@ impl CommandSink {
             Ok((Err(e), _)) => Err(Failure::transient(format!("{program}: {e}"))),
             Ok((Ok(status), _)) if status.success() => Ok(()),
             Ok((Ok(status), stderr)) => {
+                // What the program printed may repeat the event, a member's data included: it
+                // goes to the debug log, never into the failure that is stored and shown.
                 let tail: String = stderr
                     .trim()
                     .chars()
@@ -70,8 +72,11 @@ impl CommandSink {
                     .into_iter()
                     .rev()
                     .collect();
+                if !tail.is_empty() {
+                    tracing::debug!(%program, %status, stderr = %tail, "command sink failed");
+                }
                 Err(Failure::transient(format!(
-                    "{program} exited with {status}: {tail}"
+                    "{program} exited with {status} (its stderr is logged at debug level only)"
                 )))
             }
         }

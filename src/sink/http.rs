@@ -108,14 +108,17 @@ impl HttpSink {
             // Following one could carry the URL's token to another host.
             s if s.is_redirection() => Failure::transient(format!("{s}: redirect not followed")),
             s if s.is_client_error() => {
-                // The receiver's own words say why; they may repeat the request, so scrubbed.
+                // The receiver's own words say why, but they may repeat the event, a member's
+                // data included: they go to the debug log, never into the failure, which is
+                // stored with the event and shown by the admin API.
                 let start = read_start(response.timeout(self.timeout)).await;
                 let start = excerpt(&self.url.scrub(&String::from_utf8_lossy(&start)));
-                if start.is_empty() {
-                    Failure::permanent(s)
-                } else {
-                    Failure::permanent(format!("{s}: {start}"))
+                if !start.is_empty() {
+                    tracing::debug!(url = %self.url, status = %s, body = %start, "http sink refused an event");
                 }
+                Failure::permanent(format!(
+                    "{s} (the answer's body is logged at debug level only)"
+                ))
             }
             s => Failure::transient(s),
         })

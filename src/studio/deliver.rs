@@ -168,7 +168,7 @@ impl Deliverer {
         }
     }
 
-    /// Records progress (an answer, sinks that have the event, failed attempts). Losing it in
+    /// Records progress (sinks that have the event, failed attempts). Losing it in
     /// a crash or to a store error only repeats work: sinks deduplicate by event id.
     pub fn save(&self, entry: &InboxEntry) {
         if let Err(e) = self.store.save(entry) {

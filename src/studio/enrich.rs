@@ -69,7 +69,7 @@ pub struct Enricher {
     retries: HashMap<Request, (u32, Instant)>,
     /// Since when a request has waited for each endpoint's budget, for the wait metric.
     waiting_since: HashMap<Endpoint, Instant>,
-    /// The fields the studio keeps of each answer, applied before anything is stored.
+    /// The fields the studio keeps of each answer, applied as the answer arrives.
     selection: EntitySelection,
     report: Rc<Report>,
 }

@@ -81,6 +81,13 @@ impl InboxBell {
 #[rtype(result = "()")]
 pub struct Reconfigure(pub Arc<Tenant>);
 
+/// Start the worker afresh: what it holds in memory (answers fetched, a delivery under way,
+/// requests in flight) is dropped, and the inbox is read again from its head. For an erasure,
+/// so that nothing fetched before it is delivered after it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Restart;
+
 /// Stop processing (webhooks are still accepted and queued) until [`Resume`]. For a partner's
 /// maintenance window; not remembered across restarts.
 #[derive(Message)]
@@ -210,6 +217,17 @@ impl Handler<Reconfigure> for StudioActor {
         self.tenant = tenant;
         self.start_worker(ctx);
         tracing::info!(studio = %self.tenant.id, "studio reconfigured");
+    }
+}
+
+impl Handler<Restart> for StudioActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Restart, ctx: &mut Self::Context) {
+        // A paused studio has no worker; it starts afresh on resume anyway.
+        if !self.paused {
+            self.start_worker(ctx);
+        }
     }
 }
 

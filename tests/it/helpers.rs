@@ -434,12 +434,21 @@ impl RelayProcess {
 
     /// Kills the relay and returns its whole log.
     pub fn kill(mut self) -> String {
-        self.child.kill().unwrap();
+        let _ = self.child.kill();
         self.child.wait().unwrap();
         // The reader thread ends with the child's stderr.
         while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
             self.log.push(line);
         }
         self.log.join("\n")
+    }
+}
+
+/// A test that fails before `kill` must not leave its relay running (and writing into a temp
+/// dir already removed) for the rest of the suite and beyond.
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

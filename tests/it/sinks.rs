@@ -277,10 +277,8 @@ async fn an_http_sink_answering_400_is_dead_lettered_after_one_attempt() {
     assert_eq!(letter["event"]["id"], uuid);
     let reason = letter["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("400"), "{letter}");
-    assert!(
-        reason.contains(r#"{"error":"customer_id is missing""#),
-        "{letter}"
-    );
+    // The body may repeat a member's data: it is not kept with the event.
+    assert!(!reason.contains("customer_id is missing"), "{letter}");
     assert_eq!(receiver.queries.lock().unwrap().len(), 1, "one attempt");
     app.stop().await;
     server_handle.stop(true).await;
