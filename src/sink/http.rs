@@ -269,21 +269,24 @@ mod tests {
                 302,
                 Failure::transient(format!("{url}/302: 302 Found: redirect not followed")),
             ),
-            (404, Failure::permanent(format!("{url}/404: 404 Not Found"))),
+            (
+                404,
+                Failure::permanent(format!(
+                    "{url}/404: 404 Not Found (the answer's body is logged at debug level only)"
+                )),
+            ),
         ] {
             assert_eq!(deliver(status).await.unwrap_err(), expected);
         }
 
+        // The body (which may repeat the event) is not kept in the failure.
         let Err(Failure::Permanent { reason }) = deliver(400).await else {
             panic!("a 400 is permanent");
         };
-        let prefix = format!(
-            "{url}/400: 400 Bad Request: {{ \"error\": \"no such [2Jhook\", \"request\": \"/400?token=[redacted]\", \"padding\": \"xxx"
+        assert_eq!(
+            reason,
+            format!("{url}/400: 400 Bad Request (the answer's body is logged at debug level only)")
         );
-        assert!(reason.starts_with(&prefix), "{reason}");
-        assert!(reason.ends_with("x..."), "{reason}");
-        let body = reason.split_once("400 Bad Request: ").unwrap().1;
-        assert_eq!(body.chars().count(), 200 + "...".len());
         server.stop(true).await;
     }
 
