@@ -327,7 +327,8 @@ async fn sink_url_secrets_never_show() {
     })
     .await;
     assert!(!shows_secret(&letters), "{letters}");
-    assert!(letters.contains("customer_id is missing"), "{letters}");
+    // The receiver's answer may repeat the event: it is logged (at debug level), not kept.
+    assert!(!letters.contains("customer_id is missing"), "{letters}");
     let studios = relay.admin("/api/studios").await;
     assert!(!shows_secret(&studios), "{studios}");
 
@@ -341,6 +342,7 @@ async fn sink_url_secrets_never_show() {
     }
     let log = relay.kill();
     assert!(log.contains("sink delivery failed"), "{log}");
+    assert!(log.contains("customer_id is missing"), "{log}");
     assert!(!shows_secret(&log), "{log}");
     sim.stop().await;
     failing_handle.stop(true).await;
