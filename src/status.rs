@@ -40,9 +40,35 @@ pub struct StatusSnapshot {
     /// Set while the tenant file is broken and the last good version keeps running.
     pub config_error: Option<String>,
     pub budget: BTreeMap<String, EndpointUse>,
+    /// The Open API's trouble and a sink's, kept apart: fetching and delivering run at the same
+    /// time, and one side's success must not hide the other's failure. `state`, `last_error`
+    /// and `failing_sink` are derived from them.
+    #[serde(skip)]
+    open_api_trouble: Option<(StudioState, String)>,
+    #[serde(skip)]
+    sink_trouble: Option<(String, String)>,
+    #[serde(skip)]
+    paused: bool,
 }
 
 impl StatusSnapshot {
+    /// What the API shows, from what each side reported.
+    fn derive(&mut self) {
+        self.failing_sink = self.sink_trouble.as_ref().map(|(sink, _)| sink.clone());
+        if self.paused {
+            self.state = StudioState::Paused;
+        } else if let Some((state, error)) = &self.open_api_trouble {
+            self.state = *state;
+            self.last_error = Some(error.clone());
+        } else if let Some((sink, error)) = &self.sink_trouble {
+            self.state = StudioState::Retrying;
+            self.last_error = Some(format!("{sink}: {error}"));
+        } else {
+            self.state = StudioState::Running;
+            self.last_error = None;
+        }
+    }
+
     /// The state to show: a broken tenant file outranks what the worker reports.
     pub fn shown_state(&self) -> StudioState {
         if self.config_error.is_some() {
@@ -64,21 +90,39 @@ impl StudioStatus {
         self.lock().clone()
     }
 
+    /// A worker starts (`Running`: nothing known to be wrong) or the studio is paused.
     pub fn set_state(&self, state: StudioState, error: Option<String>) {
         let mut s = self.lock();
-        s.state = state;
-        s.failing_sink = None;
-        if error.is_some() || state == StudioState::Running {
-            s.last_error = error;
+        s.paused = state == StudioState::Paused;
+        if state == StudioState::Running {
+            s.open_api_trouble = None;
+            s.sink_trouble = None;
         }
+        if let Some(error) = error {
+            s.open_api_trouble = Some((state, error));
+        }
+        s.derive();
     }
 
-    /// The studio retries because `sink` refused the head event.
+    /// The Open API's side: rejected credentials or failing requests, or None once it answers.
+    pub fn open_api_trouble(&self, trouble: Option<(StudioState, String)>) {
+        let mut s = self.lock();
+        s.open_api_trouble = trouble;
+        s.derive();
+    }
+
+    /// The studio retries because `sink` refused an event.
     pub fn sink_failing(&self, sink: &str, error: &str) {
         let mut s = self.lock();
-        s.state = StudioState::Retrying;
-        s.last_error = Some(format!("{sink}: {error}"));
-        s.failing_sink = Some(sink.to_string());
+        s.sink_trouble = Some((sink.to_string(), error.to_string()));
+        s.derive();
+    }
+
+    /// The sink that was failing took the event.
+    pub fn sink_recovered(&self) {
+        let mut s = self.lock();
+        s.sink_trouble = None;
+        s.derive();
     }
 
     pub fn set_config_error(&self, error: Option<String>) {
@@ -95,5 +139,38 @@ impl StudioStatus {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, StatusSnapshot> {
         crate::lock::lock(&self.inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_sides_recovery_does_not_hide_the_others_trouble() {
+        let status = StudioStatus::default();
+        status.sink_failing("http:https://crm/in", "500");
+        status.open_api_trouble(None);
+        let shown = status.snapshot();
+        assert_eq!(shown.state, StudioState::Retrying, "the sink still fails");
+        assert_eq!(shown.failing_sink.as_deref(), Some("http:https://crm/in"));
+
+        let rejected = (StudioState::CredentialsRejected, "401".to_string());
+        status.open_api_trouble(Some(rejected));
+        status.sink_recovered();
+        let shown = status.snapshot();
+        assert_eq!(
+            shown.state,
+            StudioState::CredentialsRejected,
+            "the key is still refused"
+        );
+        assert_eq!(shown.failing_sink, None);
+
+        status.open_api_trouble(None);
+        let shown = status.snapshot();
+        assert_eq!(
+            (shown.state, shown.last_error),
+            (StudioState::Running, None)
+        );
     }
 }

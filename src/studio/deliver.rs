@@ -11,7 +11,6 @@ use super::window::Dead;
 use crate::event::{now_millis, DeadLetter};
 use crate::failure::{self, Next};
 use crate::sink::{Outgoing, Sink};
-use crate::status::StudioState;
 use crate::store::{InboxEntry, Store};
 
 /// How long to wait before trying the store again after it failed.
@@ -125,7 +124,7 @@ impl Deliverer {
             self.report.sink_delivered(key, taken);
             let Some(failure) = failure else {
                 if attempt > 0 {
-                    self.report.state(StudioState::Running, None);
+                    self.report.sink_recovered();
                 }
                 return;
             };

@@ -113,7 +113,7 @@ impl Worker {
     pub async fn run(mut self) {
         tracing::info!("studio running");
         // A new worker (start, resume, tenant edit) starts with nothing known to be wrong.
-        self.report.state(crate::status::StudioState::Running, None);
+        self.report.running();
         let mut fetches: FuturesUnordered<LocalBoxFuture<'static, Fetched>> =
             FuturesUnordered::new();
         let mut delivery: Option<LocalBoxFuture<'static, ()>> = None;

@@ -193,8 +193,10 @@ impl Enricher {
                         Next::DeadLetter => WINDOW,
                     };
                 tracing::error!(reason = %failure, retry_in = ?hold, "Open API rejected the studio's key: events are kept until it is fixed");
-                self.report
-                    .state(StudioState::CredentialsRejected, Some(failure.to_string()));
+                self.report.open_api_trouble(Some((
+                    StudioState::CredentialsRejected,
+                    failure.to_string(),
+                )));
                 self.credentials_hold = Some(CredentialsHold {
                     since: now,
                     until: now + hold,
@@ -210,7 +212,7 @@ impl Enricher {
                 {
                     tracing::warn!(%request, reason = %failure, attempt, retry_in = ?delay, "Open API request failed");
                     self.report
-                        .state(StudioState::Retrying, Some(failure.to_string()));
+                        .open_api_trouble(Some((StudioState::Retrying, failure.to_string())));
                     self.retries.insert(request.clone(), (attempt, now + delay));
                     self.troubled = true;
                 }
@@ -237,7 +239,7 @@ impl Enricher {
         }
         // Only this side's own trouble is cleared: a sink may be failing meanwhile.
         if std::mem::take(&mut self.troubled) {
-            self.report.state(StudioState::Running, None);
+            self.report.open_api_trouble(None);
         }
         let status = match entity {
             Some(_) => EnrichmentStatus::Fetched,

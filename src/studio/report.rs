@@ -43,8 +43,18 @@ impl Report {
         tracing::info_span!("studio", studio = %self.studio)
     }
 
-    pub fn state(&self, state: StudioState, error: Option<String>) {
-        self.status.set_state(state, error);
+    /// A new worker: nothing known to be wrong.
+    pub fn running(&self) {
+        self.status.set_state(StudioState::Running, None);
+    }
+
+    /// The Open API's trouble (rejected key, failing requests), or None once it answers.
+    pub fn open_api_trouble(&self, trouble: Option<(StudioState, String)>) {
+        self.status.open_api_trouble(trouble);
+    }
+
+    pub fn sink_recovered(&self) {
+        self.status.sink_recovered();
     }
 
     pub fn budget(&self, endpoint: &str, usage: EndpointUse) {
