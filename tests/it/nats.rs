@@ -335,3 +335,35 @@ async fn a_deleted_stream_is_created_again_and_odd_types_still_fit_its_subjects(
     assert_eq!(messages[0].2, "gymrelay.berlin.CUSTOMER_ODD_TYPE");
     app.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_broker_behind_tls_is_reached_through_the_sinks_ca() {
+    require_nats!();
+    let work = tempfile::tempdir().unwrap();
+    let cert = crate::tls::TestCert::new();
+    let (crt, key) = (work.path().join("nats.crt"), work.path().join("nats.key"));
+    cert.write(&crt, &key);
+    let (crt_arg, key_arg) = (crt.display().to_string(), key.display().to_string());
+    let nats = NatsServer::start(
+        work.path(),
+        &["--tls", "--tlscert", &crt_arg, "--tlskey", &key_arg],
+    )
+    .await;
+    let sink = nats_sink(&nats.url(), &format!("tls_ca = {crt_arg:?}\n"));
+    let app = spawn_app(vec![Studio::new("berlin").with(&sink)]).await;
+    app.notify("berlin", &unique("t"), "CUSTOMER_DELETED", 1)
+        .await;
+    // Delivered means acknowledged by JetStream, over the TLS connection.
+    eventually("the nats sink to count the event delivered", || async {
+        let studios = app.admin_json("GET", "/api/studios").await;
+        let sinks = studios["studios"][0]["sinks"].as_array().cloned()?;
+        sinks
+            .iter()
+            .any(|s| {
+                s["sink"].as_str().is_some_and(|k| k.starts_with("nats:")) && s["delivered"] == 1
+            })
+            .then_some(())
+    })
+    .await;
+    app.stop().await;
+}
