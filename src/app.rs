@@ -12,6 +12,7 @@ use actix_web::{web, App, HttpServer};
 
 use crate::activity::Activity;
 use crate::config::Config;
+use crate::disk_space::DiskSpace;
 use crate::event::now_millis;
 use crate::http::admin::{self, AdminState};
 use crate::http::ingest::{self, IngestState};
@@ -53,6 +54,7 @@ pub struct Relay {
     arbiters: Vec<Arbiter>,
     file_writers: FileWriters,
     pruner: JoinHandle<()>,
+    disk_watch: JoinHandle<()>,
     reloader: Reloader,
 }
 
@@ -101,6 +103,9 @@ impl Relay {
             metrics.clone(),
         );
 
+        let disk = DiskSpace::watch(config.storage.path.clone(), config.storage.min_free_bytes);
+        let disk_watch = spawn_disk_watch(disk.clone(), metrics.clone());
+
         let accepting = Arc::new(AtomicBool::new(true));
         let ingest_state = web::Data::new(IngestState {
             studios: studios.clone(),
@@ -116,6 +121,7 @@ impl Relay {
             auth_failures: AuthFailures::new(),
             max_body_bytes: config.http.max_body_bytes,
             body_timeout: config.http.body_timeout,
+            disk: disk.clone(),
         });
         let workers = match config.http.workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -150,6 +156,7 @@ impl Relay {
             store: store.clone(),
             metrics,
             token: config.admin.token.clone(),
+            disk,
         });
         let admin = HttpServer::new(move || {
             App::new()
@@ -175,6 +182,7 @@ impl Relay {
             arbiters,
             file_writers,
             pruner,
+            disk_watch,
             reloader,
         })
     }
@@ -208,6 +216,7 @@ impl Relay {
         let (ingest, admin) = futures_util::future::join(self.ingest, self.admin).await;
         signals.abort();
         self.pruner.abort();
+        self.disk_watch.abort();
         self.reloader.stop();
         for arbiter in &self.arbiters {
             arbiter.stop();
@@ -284,6 +293,27 @@ async fn wait_for_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// Reads the storage's free space every half second, off the async threads (`statvfs` on a
+/// network file system can block).
+fn spawn_disk_watch(disk: Arc<DiskSpace>, metrics: Arc<Metrics>) -> JoinHandle<()> {
+    actix_web::rt::spawn(async move {
+        let mut interval = actix_web::rt::time::interval(crate::disk_space::CHECK_EVERY);
+        loop {
+            interval.tick().await;
+            let checked = disk.clone();
+            if actix_web::rt::task::spawn_blocking(move || checked.check())
+                .await
+                .is_err()
+            {
+                tracing::error!("the free-space check failed");
+            }
+            metrics
+                .storage_free_bytes
+                .set(i64::try_from(disk.free_bytes()).unwrap_or(i64::MAX));
+        }
+    })
 }
 
 /// How long what is kept is kept.

@@ -183,6 +183,9 @@ pub struct StorageConfig {
     /// sled's page cache. sled's memory levels off at about three times this. Dedupe lookups
     /// do not use it (they go to the in-memory digest set), so a small cache costs no intake.
     pub cache_capacity_bytes: u64,
+    /// Below this much free space on the storage's file system, webhooks get 503 (the vendor
+    /// resends) while delivery goes on. Default: 256 MiB, or 2 % of a smaller file system.
+    pub min_free_bytes: Option<u64>,
 }
 
 impl StorageConfig {
@@ -202,6 +205,7 @@ impl Default for StorageConfig {
             retention: Duration::from_secs(7 * 24 * 3600),
             prune_interval: Duration::from_secs(3600),
             cache_capacity_bytes: 16 * 1024 * 1024,
+            min_free_bytes: None,
         }
     }
 }

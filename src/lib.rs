@@ -10,6 +10,7 @@ pub mod check;
 pub mod config;
 pub mod dead_letters_cli;
 pub mod demo;
+pub mod disk_space;
 pub mod entity_selection;
 pub mod erase_cli;
 pub mod event;

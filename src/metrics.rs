@@ -24,6 +24,8 @@ pub struct Metrics {
     /// By studio, sink and result (delivered, failed).
     pub sink_deliveries: IntCounterVec,
     pub dead_letters: IntGaugeVec,
+    /// Free bytes on the storage's file system (see `storage.min_free_bytes`).
+    pub storage_free_bytes: prometheus::IntGauge,
     /// Dead letters removed because they outlived `delivery.dead_letter_retention`, by studio.
     pub dead_letters_expired: IntCounterVec,
     /// Webhooks with a missing or unknown key, by source address (at most 256, then "other").
@@ -114,6 +116,17 @@ impl Metrics {
                 "Events in the dead-letter store, by studio",
                 &["studio"],
             ),
+            storage_free_bytes: {
+                let g = prometheus::IntGauge::new(
+                    "storage_free_bytes",
+                    "Free bytes on the storage's file system",
+                )
+                .expect("static metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("registered once");
+                g
+            },
             dead_letters_expired: counter(
                 "dead_letters_expired_total",
                 "Dead letters removed after delivery.dead_letter_retention, by studio",

@@ -30,6 +30,7 @@ pub struct AdminState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub token: Option<SecretString>,
+    pub disk: Arc<crate::disk_space::DiskSpace>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -66,6 +67,7 @@ async fn healthz() -> HttpResponse {
 /// Ready when storage accepts a durable write and at least one studio is loaded.
 async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
     let mut problems = Vec::new();
+    problems.extend(state.disk.problem());
     if let Err(e) = state.store.sync().await {
         problems.push(e.to_string());
     }
@@ -217,7 +219,16 @@ async fn studios(state: web::Data<AdminState>) -> HttpResponse {
         .into_iter()
         .map(|(id, pending)| json!({"id": id, "inbox_depth": pending}))
         .collect();
-    HttpResponse::Ok().json(json!({"studios": views, "removed_with_pending_events": orphans}))
+    let storage = json!({
+        "free_bytes": state.disk.free_bytes(),
+        "min_free_bytes": state.disk.floor_bytes(),
+        "problem": state.disk.problem(),
+    });
+    HttpResponse::Ok().json(json!({
+        "studios": views,
+        "removed_with_pending_events": orphans,
+        "storage": storage,
+    }))
 }
 
 #[derive(Deserialize)]

@@ -29,6 +29,7 @@ pub struct IngestState {
     pub auth_failures: AuthFailures,
     pub max_body_bytes: usize,
     pub body_timeout: Duration,
+    pub disk: Arc<crate::disk_space::DiskSpace>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -94,6 +95,14 @@ async fn handle(
         let answer = error(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting down, please retry",
+        );
+        return ("unavailable", answer);
+    }
+    // Refused before anything is written: sled must never meet a full disk mid-write.
+    if state.disk.is_low() {
+        let answer = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage is nearly full, please retry",
         );
         return ("unavailable", answer);
     }

@@ -8,6 +8,7 @@ mod budget;
 mod check;
 mod crash;
 mod demo;
+mod disk_full;
 mod enrichment;
 mod helpers;
 mod ingest;

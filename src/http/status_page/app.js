@@ -30,6 +30,7 @@
     token: sessionStorage.getItem(TOKEN_KEY) || '',
     studios: [],
     orphans: [],
+    storageProblem: null,
     events: [],
     letters: [],
     minutes: null,
@@ -164,6 +165,7 @@
       ]);
       state.studios = studios.studios || [];
       state.orphans = studios.removed_with_pending_events || [];
+      state.storageProblem = (studios.storage && studios.storage.problem) || null;
       state.events = activity.events || [];
       state.letters = letters.dead_letters || [];
       if (!state.studios.some((s) => s.id === state.selected)) {
@@ -365,6 +367,8 @@
       if (active) th.setAttribute('aria-sort', state.sort.dir > 0 ? 'ascending' : 'descending');
       else th.removeAttribute('aria-sort');
     }
+    $('storage').hidden = !state.storageProblem;
+    $('storage').textContent = state.storageProblem || '';
     const orphans = state.orphans;
     $('orphans').hidden = orphans.length === 0;
     $('orphans').textContent = orphans.length

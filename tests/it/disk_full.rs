@@ -1,0 +1,117 @@
+//! A full disk: the relay's storage on a small tmpfs, filled by the test. Webhooks get 503 while
+//! free space is below `storage.min_free_bytes`, and 200 again by themselves once it returns;
+//! nothing acknowledged is lost.
+
+use std::process::Command;
+
+use crate::helpers::*;
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// None where this machine does not let the test mount one (it needs root).
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().ok()?;
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(Tmpfs { dir })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: sled's committer may hold the last file a moment longer.
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[actix_rt::test]
+async fn a_full_disk_gets_503_and_webhooks_are_taken_again_by_themselves_when_space_returns() {
+    let Some(tmpfs) = Tmpfs::mount("24m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (it needs root); the free-space floor is not tested");
+        return;
+    };
+    let storage = tmpfs.dir.path().join("data");
+    let app = spawn_app_with(vec![Studio::new("berlin")], |config| {
+        config.storage.path = storage.clone();
+        config.storage.min_free_bytes = Some(8 << 20);
+        config.http.studio_requests_per_second = 1_000_000;
+        config.http.studio_burst = 1_000_000;
+    })
+    .await;
+    let mut accepted = Vec::new();
+    for _ in 0..20 {
+        let uuid = unique("full");
+        assert_eq!(
+            app.notify("berlin", &uuid, "CUSTOMER_DELETED", 1).await.0,
+            200
+        );
+        accepted.push(uuid);
+    }
+
+    // Fill the file system to 4 MiB short of full: below the 8 MiB floor.
+    let ballast = tmpfs.dir.path().join("ballast");
+    let free = fs2::available_space(tmpfs.dir.path()).unwrap();
+    std::fs::write(&ballast, vec![0u8; (free - (4 << 20)) as usize]).unwrap();
+    // Sent one after another until one is refused; those taken before that count too.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let uuid = unique("full");
+        let (status, body) = app.notify("berlin", &uuid, "CUSTOMER_DELETED", 1).await;
+        match status {
+            200 => accepted.push(uuid),
+            503 => {
+                assert_eq!(body["error"], "storage is nearly full, please retry");
+                break;
+            }
+            other => panic!("{other}: {body}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "never refused");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let (status, ready) = app.admin("GET", "/readyz").await;
+    assert_eq!(status, 503, "{ready}");
+    assert!(ready.contains("below storage.min_free_bytes"), "{ready}");
+    let studios = app.admin_json("GET", "/api/studios").await;
+    assert!(studios["storage"]["problem"].is_string(), "{studios}");
+    let (_, metrics) = app.admin("GET", "/metrics").await;
+    assert!(
+        metrics.contains("gymrelay_storage_free_bytes "),
+        "{metrics}"
+    );
+
+    // Space returns: webhooks are taken again, with no restart.
+    std::fs::remove_file(&ballast).unwrap();
+    let uuid = unique("room");
+    eventually("a webhook to be taken again", || {
+        let uuid = uuid.clone();
+        let app = &app;
+        async move {
+            let (status, _) = app.notify("berlin", &uuid, "CUSTOMER_DELETED", 1).await;
+            (status == 200).then_some(())
+        }
+    })
+    .await;
+    accepted.push(uuid);
+
+    let delivered = app.delivered("berlin", accepted.len()).await;
+    let ids: std::collections::HashSet<&str> =
+        delivered.iter().filter_map(|e| e["id"].as_str()).collect();
+    for uuid in &accepted {
+        assert!(
+            ids.contains(uuid.as_str()),
+            "{uuid} was acknowledged and is lost"
+        );
+    }
+    app.stop().await;
+}
