@@ -213,8 +213,22 @@ impl Relay {
             tracing::info!("stopping: new webhooks get 503, acknowledgements in flight finish");
             handle.stop().await;
         });
+        // After a failed sync nothing more can be acknowledged (PostgreSQL's rule: the pages may
+        // be gone from the cache, so only what is on disk can be trusted). Stop, and let the
+        // service manager start the relay again on what is on disk.
+        let (handle, store) = (self.handle(), self.store.clone());
+        let failure = Arc::new(std::sync::OnceLock::new());
+        let failed = failure.clone();
+        let storage = actix_web::rt::spawn(async move {
+            let reason = store.sync_failed().await;
+            tracing::error!(%reason, "storage sync failed: stopping with exit code {SYNC_FAILED_EXIT}, to be restarted on what is on disk");
+            let _ = failed.set(reason);
+            handle.stop().await;
+        });
         let (ingest, admin) = futures_util::future::join(self.ingest, self.admin).await;
         signals.abort();
+        storage.abort();
+        let sync_failed = failure.get().cloned();
         self.pruner.abort();
         self.disk_watch.abort();
         self.reloader.stop();
@@ -236,9 +250,21 @@ impl Relay {
             tracing::error!(error = %e, "final flush failed");
         }
         tracing::info!("stopped");
+        if let Some(reason) = sync_failed {
+            return Err(std::io::Error::other(SyncFailed(reason)));
+        }
         ingest.and(admin)
     }
 }
+
+/// The exit code after a failed storage sync: EX_TEMPFAIL, "try again later". The shipped
+/// systemd unit and the Docker instructions restart the relay on it.
+pub const SYNC_FAILED_EXIT: u8 = 75;
+
+/// Why [`Relay::run`] ended without being asked to: a storage sync failed.
+#[derive(Debug, thiserror::Error)]
+#[error("storage sync failed: {0}")]
+pub struct SyncFailed(pub String);
 
 fn bind_error(addr: SocketAddr) -> impl FnOnce(std::io::Error) -> StartError {
     move |e| StartError::Bind {

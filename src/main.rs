@@ -65,9 +65,23 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gymrelay: {e:#}");
-            ExitCode::FAILURE
+            if sync_failed(&e) {
+                ExitCode::from(gymrelay::app::SYNC_FAILED_EXIT)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
+}
+
+/// Whether the relay stopped because a storage sync failed (it is then to be restarted).
+fn sync_failed(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .is_some_and(|inner| inner.is::<gymrelay::app::SyncFailed>())
+    })
 }
 
 async fn serve(config: Option<PathBuf>, format: Option<LogFormat>) -> anyhow::Result<()> {

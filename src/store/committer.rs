@@ -24,6 +24,8 @@ type Ticket = oneshot::Sender<Result<(), String>>;
 #[derive(Clone)]
 pub struct Committer {
     tickets: mpsc::Sender<Ticket>,
+    /// Set once, at the first failed sync.
+    failure: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,10 +41,22 @@ impl Committer {
         marks: SeenMarks,
     ) -> std::io::Result<Committer> {
         let (tickets, queue) = mpsc::channel::<Ticket>();
+        let (failed, failure) = tokio::sync::watch::channel(None);
         thread::Builder::new()
             .name("gymrelay-commit".into())
-            .spawn(move || run(db, db_file, blobs, marks, queue))?;
-        Ok(Committer { tickets })
+            .spawn(move || run(db, db_file, blobs, marks, queue, failed))?;
+        Ok(Committer { tickets, failure })
+    }
+
+    /// Resolves with the reason at the first failed sync (never, if none fails). After it,
+    /// nothing is acknowledged again: the process must restart and read back what is on disk.
+    pub async fn failed(&self) -> String {
+        let mut failure = self.failure.clone();
+        let reason = match failure.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or_default(),
+            Err(_) => return std::future::pending().await,
+        };
+        reason
     }
 
     /// Resolves once everything written before this call is on disk.
@@ -69,6 +83,7 @@ fn run(
     mut blobs: BlobFiles,
     marks: SeenMarks,
     queue: mpsc::Receiver<Ticket>,
+    told: tokio::sync::watch::Sender<Option<String>>,
 ) {
     let mut batch = Vec::new();
     // After a failed sync Linux may drop the pages it could not write and mark them clean, so
@@ -81,6 +96,7 @@ fn run(
             Err(RecvTimeoutError::Timeout) => {
                 if failed.is_none() {
                     let _ = latch(&mut failed, sync_idle_blobs(&mut blobs, &db_file));
+                    tell(&told, &failed);
                 }
                 continue;
             }
@@ -94,6 +110,7 @@ fn run(
             )),
             None => latch(&mut failed, commit(&db, &db_file, &mut blobs, &marks)),
         };
+        tell(&told, &failed);
         for ticket in batch.drain(..) {
             let _ = ticket.send(result.clone());
         }
@@ -102,6 +119,13 @@ fn run(
                 tracing::error!(error = %e, "packing seen uuids failed");
             }
         }
+    }
+}
+
+/// Tells the relay of the first failure, once.
+fn tell(told: &tokio::sync::watch::Sender<Option<String>>, failed: &Option<String>) {
+    if failed.is_some() && told.borrow().is_none() {
+        let _ = told.send(failed.clone());
     }
 }
 

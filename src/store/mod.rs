@@ -516,6 +516,11 @@ impl Store {
         self.waiting.all()
     }
 
+    /// Resolves with the reason at the first failed sync (see the committer).
+    pub async fn sync_failed(&self) -> String {
+        self.committer.failed().await
+    }
+
     /// Makes everything written so far durable (used at shutdown).
     pub async fn sync(&self) -> Result<(), StoreError> {
         self.committer.durable().await?;

@@ -432,6 +432,17 @@ impl RelayProcess {
         String::from_utf8_lossy(&body).into_owned()
     }
 
+    /// Waits for the relay to end by itself; its exit code.
+    pub async fn exit_code(&mut self) -> Option<i32> {
+        let child = &mut self.child;
+        eventually("the relay to exit", || {
+            let exited = child.try_wait().unwrap();
+            async move { exited }
+        })
+        .await
+        .code()
+    }
+
     /// Kills the relay and returns its whole log.
     pub fn kill(mut self) -> String {
         let _ = self.child.kill();

@@ -22,4 +22,5 @@ mod reload;
 mod robustness;
 mod sinks;
 mod status_page;
+mod sync_failure;
 mod tls;
