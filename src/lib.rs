@@ -6,6 +6,7 @@ pub mod admin_client;
 mod allocator;
 pub mod app;
 pub mod backoff;
+pub mod backup_cli;
 pub mod check;
 pub mod config;
 pub mod dead_letters_cli;

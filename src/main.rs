@@ -31,6 +31,8 @@ enum Command {
     Check(gymrelay::check::CheckArgs),
     /// List or replay dead letters of the running relay (through its admin API).
     DeadLetters(gymrelay::dead_letters_cli::DeadLettersArgs),
+    /// Copy the running relay's store to a new directory, while it runs.
+    Backup(gymrelay::backup_cli::BackupArgs),
     /// Remove what the running relay keeps of one member (a GDPR erasure request).
     Erase(gymrelay::erase_cli::EraseArgs),
     /// Run the relay with a simulated PerfectGym Next (two studios) for a first look.
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
             Command::DeadLetters(args) => gymrelay::dead_letters_cli::run(args)
                 .await
                 .map_err(Into::into),
+            Command::Backup(args) => gymrelay::backup_cli::run(args).await.map_err(Into::into),
             Command::Erase(args) => gymrelay::erase_cli::run(args).await.map_err(Into::into),
             Command::Demo(args) => gymrelay::demo::run(args).await.map_err(Into::into),
             Command::Simulate(args) => gymrelay::simulate::run(args).await,

@@ -56,7 +56,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(
                     "/studios/{studio}/erase",
                     web::post().to(super::erase::erase),
-                ),
+                )
+                .route("/backup", web::post().to(super::backup::backup)),
         );
 }
 

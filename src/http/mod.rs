@@ -1,6 +1,7 @@
 //! The HTTP listeners.
 
 pub mod admin;
+mod backup;
 mod erase;
 pub mod ingest;
 pub mod limits;

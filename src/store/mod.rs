@@ -2,6 +2,7 @@
 //! waiting for enrichment and delivery. Callers never see sled.
 
 mod arrival_order;
+mod backup;
 mod blobs;
 mod committer;
 mod counts;
@@ -12,6 +13,7 @@ mod seen;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 use arrival_order::ArrivalOrder;
+pub use backup::BackupReport;
 use blobs::BlobFiles;
 pub use committer::CommitError;
 use committer::Committer;
@@ -514,6 +516,12 @@ impl Store {
     /// Studios that have events waiting, with their counts (also those without a tenant file).
     pub fn pending_by_studio(&self) -> Vec<(String, usize)> {
         self.waiting.all()
+    }
+
+    /// Writes a copy of the whole store to `to` (a new or empty directory) while the relay
+    /// runs; see `backup`. Blocks: call it off the async threads.
+    pub fn backup_to(&self, to: &std::path::Path) -> Result<BackupReport, StoreError> {
+        backup::copy(&self.db, to)
     }
 
     /// Resolves with the reason at the first failed sync (see the committer).

@@ -3,6 +3,7 @@
 mod acme;
 mod admin;
 mod allocator;
+mod backup;
 mod browser;
 mod budget;
 mod check;

@@ -1,0 +1,75 @@
+//! A backup taken while webhooks keep arriving holds every event acknowledged before it began,
+//! and opens as a store of its own.
+
+use gymrelay::config::StorageConfig;
+use gymrelay::store::Store;
+use gymrelay::tenant::StudioId;
+
+use crate::helpers::*;
+
+#[actix_rt::test]
+async fn a_backup_under_load_holds_every_event_acknowledged_before_it() {
+    let app = spawn_app_with(vec![Studio::new("berlin")], |config| {
+        config.http.studio_requests_per_second = 1_000_000;
+        config.http.studio_burst = 1_000_000;
+    })
+    .await;
+    // Paused, so the events wait in the inbox and the copy must hold them.
+    app.admin_json("POST", "/api/studios/berlin/pause").await;
+    let mut before = Vec::new();
+    for _ in 0..200 {
+        let uuid = unique("b");
+        assert_eq!(
+            app.notify("berlin", &uuid, "CUSTOMER_DELETED", 1).await.0,
+            200
+        );
+        before.push(uuid);
+    }
+    // Outside the relay's own temp dir, which goes with it.
+    let backups = tempfile::tempdir().unwrap();
+    let target = backups.path().join("backup");
+    let target_arg = target.display().to_string();
+    // Webhooks keep arriving while the copy is taken.
+    let load = async {
+        let mut taken = 0;
+        for _ in 0..200 {
+            let uuid = unique("during");
+            if app.notify("berlin", &uuid, "CUSTOMER_DELETED", 1).await.0 == 200 {
+                taken += 1;
+            }
+        }
+        taken
+    };
+    let path = format!("/api/backup?to={target_arg}");
+    let backup = app.admin("POST", &path);
+    let ((status, report), taken) = futures_util::join!(backup, load);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(taken, 200, "intake went on during the copy");
+    let (status, again) = app
+        .admin("POST", &format!("/api/backup?to={target_arg}"))
+        .await;
+    assert_eq!(status, 400, "a backup never overwrites one: {again}");
+    app.stop().await;
+
+    let copy = Store::open(
+        &StorageConfig {
+            path: target,
+            ..StorageConfig::default()
+        }
+        .store_settings(),
+    )
+    .expect("the copy opens as a store");
+    let studio = StudioId::parse("berlin").unwrap();
+    let waiting: std::collections::HashSet<String> = copy
+        .pending(&studio, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.id)
+        .collect();
+    for uuid in &before {
+        assert!(
+            waiting.contains(uuid),
+            "{uuid} was acknowledged before the backup"
+        );
+    }
+}
