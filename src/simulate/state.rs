@@ -47,7 +47,7 @@ impl SimState {
             .into_iter()
             .map(|s| {
                 let entry = StudioEntry {
-                    data: DataSet::new(s.id.clone(), s.seed),
+                    data: DataSet::new(s.id.clone(), s.seed).with_customers(s.customers),
                     open_api_key: s.open_api_key,
                     latency: s.latency,
                 };
