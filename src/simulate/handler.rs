@@ -141,7 +141,10 @@ fn served(state: &SimState, mut body: serde_json::Value) -> HttpResponse {
 fn entity(studio: &StudioEntry, route: Route) -> Option<serde_json::Value> {
     let data = &studio.data;
     match route {
-        Route::Customer(id) => data.customer(id),
+        Route::Customer(id) => studio.customer(id),
+        // A deleted customer's data is no longer fetchable, whatever it is.
+        Route::CommunicationPreferences(id) if !studio.customer_exists(id) => None,
+        Route::Contracts(id) if !studio.customer_exists(id) => None,
         Route::CommunicationPreferences(id) => data.communication_preferences(id),
         Route::Contracts(id) => data.contracts(id),
         Route::ClassBooking(id) => data.class_booking(id),

@@ -537,6 +537,68 @@ async fn stamps_rise_in_answer_order_and_only_on_object_answers() {
 }
 
 #[actix_rt::test]
+async fn changed_added_and_deleted_customers_show_by_id() {
+    let sim = OpenApiSim::start(loopback(), studios(), None)
+        .await
+        .expect("the simulator starts");
+    let client = awc::Client::default();
+    let berlin = sim.base_url("berlin");
+    let by_id = |id: i64| format!("{berlin}/v1/customers/{id}");
+    let generated = DataSet::new("berlin", studios()[0].seed);
+
+    sim.update_customer(
+        "berlin",
+        17,
+        json!({"city": "Potsdam", "thirdPartyId": "x-17"}),
+    );
+    let (status, updated) = get(&client, &by_id(17), Some("key-berlin")).await;
+    assert_eq!(status, 200);
+    let mut expected = generated.customer(17).expect("customer 17");
+    expected["city"] = json!("Potsdam");
+    expected["thirdPartyId"] = json!("x-17");
+    assert_eq!(updated, expected);
+
+    let added = sim.add_customer(
+        "berlin",
+        json!({"firstName": "Ada", "lastName": "Lovelace"}),
+    );
+    assert_eq!(added, 2001);
+    let (status, new) = get(&client, &by_id(added), Some("key-berlin")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (new["id"].as_i64(), &new["firstName"]),
+        (Some(added), &json!("Ada"))
+    );
+
+    sim.delete_customer("berlin", 18);
+    for path in [
+        "/v1/customers/18",
+        "/v1/customers/18/contracts",
+        "/v1/communications/18/communication-preferences",
+    ] {
+        let (status, body) = get(&client, &format!("{berlin}{path}"), Some("key-berlin")).await;
+        assert_eq!(status, 404, "{path}");
+        assert_vendor_error(&body, "NOT_FOUND");
+    }
+
+    // Another studio's customers are its own.
+    let hamburg = format!("{}/v1/customers/18", sim.base_url("hamburg"));
+    assert_eq!(get(&client, &hamburg, Some("key-hamburg")).await.0, 200);
+    let hamburg = format!("{}/v1/customers/2001", sim.base_url("hamburg"));
+    assert_eq!(get(&client, &hamburg, Some("key-hamburg")).await.0, 404);
+    sim.stop().await;
+}
+
+#[actix_rt::test]
+#[should_panic(expected = "studio berlin has no customer 2001")]
+async fn changing_a_customer_that_is_not_there_is_a_mistake() {
+    let sim = OpenApiSim::start(loopback(), studios(), None)
+        .await
+        .expect("the simulator starts");
+    sim.update_customer("berlin", 2001, json!({"city": "Potsdam"}));
+}
+
+#[actix_rt::test]
 async fn duplicate_studio_ids_are_refused() {
     let twice = vec![SimStudio::new("a", "k1"), SimStudio::new("a", "k2")];
     let refused = OpenApiSim::start(loopback(), twice, None).await;
