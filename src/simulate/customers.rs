@@ -21,6 +21,13 @@ pub(crate) struct CustomerChanges {
     last_id: i64,
 }
 
+/// One page of the customer list.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Page {
+    pub customers: Vec<Value>,
+    pub has_next: bool,
+}
+
 impl CustomerChanges {
     pub(crate) fn new(data: &DataSet) -> Self {
         Self {
@@ -77,6 +84,29 @@ impl CustomerChanges {
         self.deleted.insert(id);
         true
     }
+
+    /// Up to `size` customers with ids above `after`, in id order.
+    pub(crate) fn page(&self, data: &DataSet, after: i64, size: usize) -> Page {
+        let generated = data.customer_ids();
+        let from = after.saturating_add(1);
+        let generated_ids = (from.max(*generated.start())..=*generated.end())
+            .filter(|id| !self.deleted.contains(id));
+        // Added customers all lie above the generated ones.
+        let added_ids = self
+            .records
+            .range(from.max(generated.end().saturating_add(1))..)
+            .map(|(id, _)| *id);
+        let mut ids = generated_ids.chain(added_ids);
+        let customers: Vec<Value> = ids
+            .by_ref()
+            .take(size)
+            .filter_map(|id| self.customer(data, id))
+            .collect();
+        Page {
+            customers,
+            has_next: ids.next().is_some(),
+        }
+    }
 }
 
 fn merge(record: &mut Value, fields: &Map<String, Value>, id: i64) {
@@ -103,12 +133,34 @@ mod tests {
         }
     }
 
+    fn ids(page: &Page) -> Vec<i64> {
+        page.customers
+            .iter()
+            .map(|c| c["id"].as_i64().expect("an id"))
+            .collect()
+    }
+
     #[test]
     fn untouched_customers_are_the_generated_ones() {
         let (data, changes) = (data(), CustomerChanges::new(&data()));
         for id in 0..=11 {
             assert_eq!(changes.customer(&data, id), data.customer(id), "{id}");
         }
+        let page = changes.page(&data, 0, 100);
+        assert_eq!(ids(&page), (1..=10).collect::<Vec<_>>());
+        assert!(!page.has_next);
+    }
+
+    #[test]
+    fn pages_follow_ids_and_know_whether_more_follow() {
+        let (data, changes) = (data(), CustomerChanges::new(&data()));
+        let first = changes.page(&data, i64::MIN, 4);
+        assert_eq!((ids(&first), first.has_next), (vec![1, 2, 3, 4], true));
+        let last = changes.page(&data, 6, 4);
+        assert_eq!((ids(&last), last.has_next), (vec![7, 8, 9, 10], false));
+        let past = changes.page(&data, 10, 4);
+        assert_eq!((ids(&past), past.has_next), (vec![], false));
+        assert_eq!(ids(&changes.page(&data, i64::MAX, 4)), Vec::<i64>::new());
     }
 
     #[test]
@@ -121,11 +173,12 @@ mod tests {
         assert_eq!(updated["id"], 3);
         let generated = data.customer(3).expect("generated");
         assert_eq!(updated["lastName"], generated["lastName"]);
+        assert_eq!(changes.page(&data, 2, 1).customers, vec![updated]);
         assert!(!changes.update(&data, 11, &Map::new()));
     }
 
     #[test]
-    fn added_customers_get_new_ids_and_deleted_ids_are_not_reused() {
+    fn added_customers_come_after_the_rest_and_deleted_ids_are_not_reused() {
         let data = data();
         let mut changes = CustomerChanges::new(&data);
         let added = changes.add(&data, &fields(json!({"lastName": "Lovelace"})));
@@ -140,17 +193,29 @@ mod tests {
         assert_eq!(changes.add(&data, &Map::new()), 12);
         assert!(changes.customer(&data, 11).is_none());
         assert!(!changes.update(&data, 11, &Map::new()));
+        let page = changes.page(&data, 9, 100);
+        assert_eq!(ids(&page), vec![10, 12]);
     }
 
     #[test]
-    fn deleted_customers_are_gone() {
+    fn deleted_customers_are_gone_from_both_answers() {
         let data = data();
         let mut changes = CustomerChanges::new(&data);
         assert!(changes.update(&data, 5, &fields(json!({"email": "x@example.com"}))));
         assert!(changes.delete(&data, 5));
+        assert!(changes.delete(&data, 1));
         assert!(!changes.exists(&data, 5));
         assert!(changes.customer(&data, 5).is_none());
         assert!(!changes.update(&data, 5, &Map::new()));
-        assert!(changes.exists(&data, 4));
+        let page = changes.page(&data, 0, 3);
+        assert_eq!((ids(&page), page.has_next), (vec![2, 3, 4], true));
+        let page = changes.page(&data, 4, 100);
+        assert_eq!(ids(&page), vec![6, 7, 8, 9, 10]);
+        // Deleting everything after the page leaves nothing to follow.
+        for id in 9..=10 {
+            assert!(changes.delete(&data, id));
+        }
+        let page = changes.page(&data, 4, 3);
+        assert_eq!((ids(&page), page.has_next), (vec![6, 7, 8], false));
     }
 }

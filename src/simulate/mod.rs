@@ -15,6 +15,7 @@ mod open_api;
 mod record;
 mod routes;
 mod sender;
+mod slice;
 mod state;
 pub mod studio;
 mod vendor_error;

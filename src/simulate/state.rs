@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::customers::CustomerChanges;
+use super::customers::{CustomerChanges, Page};
 use super::data::DataSet;
 use super::fault::Fault;
 use super::latency::Latency;
@@ -50,6 +50,10 @@ impl StudioEntry {
 
     pub(crate) fn customer_exists(&self, id: i64) -> bool {
         self.customers(|changes, data| changes.exists(data, id))
+    }
+
+    pub(crate) fn customer_page(&self, after: i64, size: usize) -> Page {
+        self.customers(|changes, data| changes.page(data, after, size))
     }
 }
 
