@@ -17,7 +17,8 @@ use super::names::{
     FIRST_NAMES_UNISEX, LAST_NAMES, RATE_NAMES, ROOMS, STREETS,
 };
 
-/// Customer ids that exist; the event generator mostly stays inside so most fetches succeed.
+/// Customer ids that exist unless a studio says otherwise ([`DataSet::with_customers`]); the
+/// event generator mostly stays inside so most fetches succeed.
 pub const CUSTOMER_IDS: RangeInclusive<i64> = 1..=2000;
 pub const CLASS_BOOKING_IDS: RangeInclusive<i64> = 1..=2000;
 pub const CLASS_SLOT_IDS: RangeInclusive<i64> = 1..=2000;
@@ -64,14 +65,38 @@ enum Kind {
 pub struct DataSet {
     studio_id: String,
     seed: u64,
+    /// Customers 1..=customers exist.
+    customers: i64,
 }
 
 impl DataSet {
+    /// A studio with the customers of [`CUSTOMER_IDS`].
     pub fn new(studio_id: impl Into<String>, seed: u64) -> Self {
         Self {
             studio_id: studio_id.into(),
             seed,
+            customers: *CUSTOMER_IDS.end(),
         }
+    }
+
+    /// The same studio with customers `1..=n`. A customer's record depends on the seed and its
+    /// id only, so customer 17 is the same person whatever `n` is.
+    pub fn with_customers(self, n: u32) -> Self {
+        Self {
+            customers: i64::from(n),
+            ..self
+        }
+    }
+
+    /// The ids of the generated customers.
+    pub fn customer_ids(&self) -> RangeInclusive<i64> {
+        1..=self.customers
+    }
+
+    /// A customer for a booking to belong to; customer 1 when the studio has none, because an
+    /// empty range cannot be drawn from.
+    fn some_customer(&self, rng: &mut StdRng) -> i64 {
+        rng.gen_range(1..=self.customers.max(1))
     }
 
     /// The vendor identifies studios by number; derive a stable one from the seed.
@@ -105,9 +130,14 @@ impl DataSet {
 
     /// `GET /v1/customers/{id}`.
     pub fn customer(&self, id: i64) -> Option<Value> {
-        if !CUSTOMER_IDS.contains(&id) {
-            return None;
-        }
+        self.customer_ids()
+            .contains(&id)
+            .then(|| self.generated_customer(id))
+    }
+
+    /// The customer the generator makes for `id`, whether or not the studio has that id: the
+    /// start of a customer the simulator is told to add.
+    pub(crate) fn generated_customer(&self, id: i64) -> Value {
         let mut rng = self.rng(Kind::Customer, id);
         let (gender, first_names) = match rng.gen_range(0..100) {
             0..=47 => ("FEMALE", FIRST_NAMES_FEMALE),
@@ -146,7 +176,7 @@ impl DataSet {
         } else {
             json!([])
         };
-        Some(json!({
+        json!({
             "id": id,
             "customerNumber": (100_000 + id).to_string(),
             "firstName": first,
@@ -167,12 +197,12 @@ impl DataSet {
             "imageUrl": image_url,
             "phonePrivateMobile": phone,
             "accessMediums": access_mediums,
-        }))
+        })
     }
 
     /// `GET /v1/communications/{id}/communication-preferences`.
     pub fn communication_preferences(&self, customer_id: i64) -> Option<Value> {
-        if !CUSTOMER_IDS.contains(&customer_id) {
+        if !self.customer_ids().contains(&customer_id) {
             return None;
         }
         let mut rng = self.rng(Kind::Preferences, customer_id);
@@ -196,7 +226,7 @@ impl DataSet {
 
     /// `GET /v1/customers/{id}/contracts`: a plain list, newest last.
     pub fn contracts(&self, customer_id: i64) -> Option<Value> {
-        if !CUSTOMER_IDS.contains(&customer_id) {
+        if !self.customer_ids().contains(&customer_id) {
             return None;
         }
         let mut rng = self.rng(Kind::Contracts, customer_id);
@@ -246,7 +276,7 @@ impl DataSet {
             "bookingStatus": status,
             "classSlotId": slot,
             "classId": class_of_slot(slot),
-            "customerId": rng.gen_range(CUSTOMER_IDS),
+            "customerId": self.some_customer(&mut rng),
             "creationDateTime": datetime_string(booked, rng.gen_range(6..=22), rng.gen_range(0..60)),
         }))
     }
@@ -292,7 +322,7 @@ impl DataSet {
             "bookingStatus": match rng.gen_range(0..10) { 0 => "CANCELED", 1 => "ATTENDED", _ => "BOOKED" },
             "appointmentId": rng.gen_range(1..=APPOINTMENT_TITLES.len() as i64),
             "title": pick(&mut rng, APPOINTMENT_TITLES),
-            "customerId": rng.gen_range(CUSTOMER_IDS),
+            "customerId": self.some_customer(&mut rng),
             "employeeId": rng.gen_range(EMPLOYEE_IDS),
             "startDateTime": datetime_string(day, hour, 0),
             "endDateTime": datetime_string(day, hour + 1, 0),
@@ -535,6 +565,30 @@ mod tests {
         assert!(d.customer(2000).is_some());
         assert!(d.communication_preferences(2001).is_none());
         assert!(d.contracts(2001).is_none());
+    }
+
+    #[test]
+    fn the_customer_count_moves_the_range_and_keeps_the_people() {
+        let small = berlin().with_customers(10);
+        let large = berlin().with_customers(3000);
+        assert_eq!(small.customer_ids(), 1..=10);
+        assert!(small.customer(11).is_none());
+        assert!(small.contracts(11).is_none());
+        assert!(small.communication_preferences(11).is_none());
+        assert!(large.customer(3000).is_some());
+        assert!(large.contracts(3000).is_some());
+        assert!(large.customer(3001).is_none());
+        for id in [1, 10] {
+            assert_eq!(small.customer(id), berlin().customer(id));
+            assert_eq!(large.customer(id), berlin().customer(id));
+        }
+        for id in 1..=100 {
+            let booking = small.class_booking(id).expect("booking exists");
+            assert!(booking["customerId"]
+                .as_i64()
+                .is_some_and(|c| small.customer_ids().contains(&c)));
+        }
+        assert!(berlin().with_customers(0).class_booking(1).is_some());
     }
 
     #[test]

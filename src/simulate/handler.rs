@@ -13,6 +13,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::fault::Fault;
 use super::record::RecordedRequest;
 use super::routes::{match_path, Matched, Route};
+use super::slice::Slice;
 use super::state::{SimState, StudioEntry};
 use super::vendor_error::vendor_error;
 use super::vendor_limit::Verdict;
@@ -80,13 +81,19 @@ async fn respond(
             Some(body) => served(state, body),
             None => vendor_error(404, "entity not found"),
         },
+        Decision::List(slice) => served(
+            state,
+            slice.answer(studio.customer_page(slice.after, slice.size)),
+        ),
     }
 }
 
-/// What is settled on arrival: the answer itself, or the entity to serve once the latency passed.
+/// What is settled on arrival: the answer itself, or what to serve once the latency passed.
+/// A list is read after the latency too, so it shows the customers as they are when answered.
 enum Decision {
     Answer(HttpResponse),
     Serve(Route),
+    List(Slice),
 }
 
 fn decide(
@@ -123,6 +130,13 @@ fn decide(
             Decision::Answer(vendor_error(400, "id must be an integer"))
         }
         Some(Matched {
+            route: Some(Route::CustomerList),
+            ..
+        }) => match Slice::parse(req.query_string()) {
+            Ok(slice) => Decision::List(slice),
+            Err(reason) => Decision::Answer(vendor_error(400, reason)),
+        },
+        Some(Matched {
             route: Some(route), ..
         }) => Decision::Serve(route),
     }
@@ -141,7 +155,12 @@ fn served(state: &SimState, mut body: serde_json::Value) -> HttpResponse {
 fn entity(studio: &StudioEntry, route: Route) -> Option<serde_json::Value> {
     let data = &studio.data;
     match route {
-        Route::Customer(id) => data.customer(id),
+        // Answered as a list by `Decision::List`; never served as one entity.
+        Route::CustomerList => None,
+        Route::Customer(id) => studio.customer(id),
+        // A deleted customer's data is no longer fetchable, whatever it is.
+        Route::CommunicationPreferences(id) if !studio.customer_exists(id) => None,
+        Route::Contracts(id) if !studio.customer_exists(id) => None,
         Route::CommunicationPreferences(id) => data.communication_preferences(id),
         Route::Contracts(id) => data.contracts(id),
         Route::ClassBooking(id) => data.class_booking(id),

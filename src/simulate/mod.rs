@@ -4,6 +4,7 @@
 //! relay can be exercised end to end, vendor rate rule and failures included, on loopback only.
 
 mod cli;
+mod customers;
 pub mod data;
 mod events;
 mod fault;
@@ -14,6 +15,7 @@ mod open_api;
 mod record;
 mod routes;
 mod sender;
+mod slice;
 mod state;
 pub mod studio;
 mod vendor_error;

@@ -12,7 +12,7 @@ use actix_web::{web, App, HttpServer};
 use super::fault::Fault;
 use super::handler;
 use super::record::RecordedRequest;
-use super::state::SimState;
+use super::state::{SimState, StudioEntry};
 use super::studio::SimStudio;
 use super::vendor_limit::VendorLimit;
 
@@ -149,6 +149,52 @@ impl OpenApiSim {
         self.state.set_fault(studio_id, fault);
     }
 
+    /// Sets `fields` (a JSON object) in a customer's record, as the studio would when a member
+    /// changes their address: both `GET /v1/customers/{id}` and the list answer with the new
+    /// record. The `id` stays.
+    ///
+    /// # Panics
+    /// If the studio is not served, the customer does not exist (or was deleted), or `fields` is
+    /// not an object: a test that asks for any of these has a mistake in it.
+    pub fn update_customer(&self, studio_id: &str, id: i64, fields: serde_json::Value) {
+        let fields = object(fields);
+        let found = self
+            .studio(studio_id)
+            .customers(|changes, data| changes.update(data, id, &fields));
+        assert!(found, "studio {studio_id} has no customer {id}");
+    }
+
+    /// Adds a customer with the next id above every id the studio ever had, and returns that
+    /// id. The record starts as a generated customer, so the fields the vendor always sends are
+    /// there; `fields` (a JSON object) are set over it, except `id`.
+    ///
+    /// # Panics
+    /// If the studio is not served or `fields` is not an object.
+    pub fn add_customer(&self, studio_id: &str, fields: serde_json::Value) -> i64 {
+        let fields = object(fields);
+        self.studio(studio_id)
+            .customers(|changes, data| changes.add(data, &fields))
+    }
+
+    /// Deletes a customer: `GET /v1/customers/{id}` (and its contracts and communication
+    /// preferences) answer 404 and the list leaves it out.
+    ///
+    /// # Panics
+    /// If the studio is not served or the customer does not exist (or was already deleted).
+    pub fn delete_customer(&self, studio_id: &str, id: i64) {
+        let found = self
+            .studio(studio_id)
+            .customers(|changes, data| changes.delete(data, id));
+        assert!(found, "studio {studio_id} has no customer {id}");
+    }
+
+    fn studio(&self, studio_id: &str) -> &StudioEntry {
+        self.state
+            .studios
+            .get(studio_id)
+            .unwrap_or_else(|| panic!("the simulator serves no studio {studio_id}"))
+    }
+
     /// Stops the server without losing an answer: new connections are refused, delays are cut
     /// short, every request being answered gets its answer, then the remaining connections
     /// (idle keep-alives, and hanging requests, which never answer) are dropped.
@@ -167,5 +213,12 @@ impl OpenApiSim {
         if let Err(e) = self.server.await {
             tracing::warn!(error = %e, "open api simulator task ended abnormally");
         }
+    }
+}
+
+fn object(fields: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    match fields {
+        serde_json::Value::Object(fields) => fields,
+        other => panic!("customer fields must be a JSON object, not {other}"),
     }
 }

@@ -4,11 +4,16 @@
 /// A recognised endpoint with its ids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Route {
+    /// The paged list of all customers; its query is read by [`super::slice`].
+    CustomerList,
     Customer(i64),
     CommunicationPreferences(i64),
     Contracts(i64),
     ClassBooking(i64),
-    ClassSlot { class_id: i64, slot_id: i64 },
+    ClassSlot {
+        class_id: i64,
+        slot_id: i64,
+    },
     AppointmentBooking(i64),
     Employee(i64),
     StudioInformation,
@@ -27,6 +32,7 @@ pub(crate) fn match_path(path: &str) -> Option<Matched> {
     let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
     let id = |s: &str| s.parse::<i64>().ok();
     let (template, route) = match segments.as_slice() {
+        ["v1", "customers"] => ("/v1/customers", Some(Route::CustomerList)),
         ["v1", "customers", c] => ("/v1/customers/{id}", id(c).map(Route::Customer)),
         ["v1", "communications", c, "communication-preferences"] => (
             "/v1/communications/{id}/communication-preferences",
@@ -68,6 +74,7 @@ mod tests {
     #[test]
     fn matches_every_endpoint() {
         let cases = [
+            ("/v1/customers", Route::CustomerList),
             ("/v1/customers/17", Route::Customer(17)),
             (
                 "/v1/communications/5/communication-preferences",
@@ -105,7 +112,14 @@ mod tests {
                 route: None
             })
         );
-        assert_eq!(match_path("/v1/customers"), None);
+        assert_eq!(
+            match_path("/v1/customers/"),
+            Some(Matched {
+                template: "/v1/customers/{id}",
+                route: None
+            })
+        );
+        assert_eq!(match_path("/v1/customer"), None);
         assert_eq!(match_path("/v1/customers/1/"), None);
         assert_eq!(match_path("/v2/customers/1"), None);
         assert_eq!(match_path(""), None);

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::customers::{CustomerChanges, Page};
 use super::data::DataSet;
 use super::fault::Fault;
 use super::latency::Latency;
@@ -19,6 +20,41 @@ pub(crate) struct StudioEntry {
     pub open_api_key: String,
     pub data: DataSet,
     pub latency: Latency,
+    /// Customers as changed by the test; customer answers read them, not `data`.
+    customers: Mutex<CustomerChanges>,
+}
+
+impl StudioEntry {
+    fn new(studio: SimStudio) -> Self {
+        let data = DataSet::new(studio.id, studio.seed).with_customers(studio.customers);
+        Self {
+            customers: Mutex::new(CustomerChanges::new(&data)),
+            open_api_key: studio.open_api_key,
+            data,
+            latency: studio.latency,
+        }
+    }
+
+    /// Reads or changes the studio's customers.
+    pub(crate) fn customers<T>(&self, f: impl FnOnce(&mut CustomerChanges, &DataSet) -> T) -> T {
+        let mut changes = self
+            .customers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        f(&mut changes, &self.data)
+    }
+
+    pub(crate) fn customer(&self, id: i64) -> Option<serde_json::Value> {
+        self.customers(|changes, data| changes.customer(data, id))
+    }
+
+    pub(crate) fn customer_exists(&self, id: i64) -> bool {
+        self.customers(|changes, data| changes.exists(data, id))
+    }
+
+    pub(crate) fn customer_page(&self, after: i64, size: usize) -> Page {
+        self.customers(|changes, data| changes.page(data, after, size))
+    }
 }
 
 pub(crate) struct SimState {
@@ -45,14 +81,7 @@ impl SimState {
     ) -> Self {
         let studios = studios
             .into_iter()
-            .map(|s| {
-                let entry = StudioEntry {
-                    data: DataSet::new(s.id.clone(), s.seed),
-                    open_api_key: s.open_api_key,
-                    latency: s.latency,
-                };
-                (s.id, entry)
-            })
+            .map(|s| (s.id.clone(), StudioEntry::new(s)))
             .collect();
         Self {
             studios,

@@ -1,11 +1,15 @@
-//! One simulated studio: its id, its Open API key, the seed its data grows from and how long
-//! its Open API takes to answer.
+//! One simulated studio: its id, its Open API key, the seed its data grows from, how many
+//! customers it has and how long its Open API takes to answer.
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::data::CUSTOMER_IDS;
 use super::latency::Latency;
+
+/// [`CUSTOMER_IDS`] as a count; the range starts at 1.
+const DEFAULT_CUSTOMERS: u32 = *CUSTOMER_IDS.end() as u32;
 
 /// A studio the simulator serves under `/{id}`.
 ///
@@ -18,6 +22,9 @@ pub struct SimStudio {
     pub seed: u64,
     /// How long each answer past the fault check waits; none by default.
     pub latency: Latency,
+    /// Customers `1..=customers` exist before any is added or deleted; as many as
+    /// [`CUSTOMER_IDS`] by default.
+    pub customers: u32,
 }
 
 impl SimStudio {
@@ -30,6 +37,16 @@ impl SimStudio {
             open_api_key: open_api_key.into(),
             seed,
             latency: Latency::default(),
+            customers: DEFAULT_CUSTOMERS,
+        }
+    }
+
+    /// The same studio with customers `1..=n`, for tests that need more (or fewer) than the
+    /// default. Each customer stays the same person whatever `n` is.
+    pub fn with_customers(self, n: u32) -> Self {
+        Self {
+            customers: n,
+            ..self
         }
     }
 
@@ -54,6 +71,7 @@ impl fmt::Debug for SimStudio {
             .field("open_api_key", &"<redacted>")
             .field("seed", &self.seed)
             .field("latency", &self.latency)
+            .field("customers", &self.customers)
             .finish()
     }
 }

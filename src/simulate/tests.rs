@@ -369,6 +369,75 @@ async fn the_vendor_limit_locks_one_endpoint_for_a_full_window() {
 }
 
 #[actix_rt::test]
+async fn the_vendor_limit_counts_the_customer_list_as_its_own_endpoint() {
+    let options = SimOptions {
+        vendor_limit: Some(3),
+        ..SimOptions::default()
+    };
+    let sim = OpenApiSim::start_with(loopback(), studios(), options)
+        .await
+        .expect("the simulator starts");
+    let client = awc::Client::default();
+    let berlin = sim.base_url("berlin");
+    let list = |offset: i64| format!("{berlin}/v1/customers?offset={offset}&sliceSize=10");
+
+    // Pages of one list are one endpoint, whatever their offset.
+    for offset in [0, 10, 20] {
+        assert_eq!(get(&client, &list(offset), Some("key-berlin")).await.0, 200);
+    }
+    let (status, body) = get(&client, &list(30), Some("key-berlin")).await;
+    assert_eq!(status, 429);
+    assert_vendor_error(&body, "TOO_MANY_REQUESTS");
+
+    // Fetching single customers has a counter of its own, and spending it leaves the list alone.
+    for id in 1..=3 {
+        let url = format!("{berlin}/v1/customers/{id}");
+        assert_eq!(get(&client, &url, Some("key-berlin")).await.0, 200);
+    }
+    let hamburg = sim.base_url("hamburg");
+    let url = format!("{hamburg}/v1/customers?sliceSize=10");
+    assert_eq!(get(&client, &url, Some("key-hamburg")).await.0, 200);
+
+    let seen: Vec<(&str, u16)> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.studio == "berlin")
+        .map(|r| {
+            (
+                if r.endpoint == "/v1/customers" {
+                    "list"
+                } else {
+                    "one"
+                },
+                r.status,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("list", 200),
+            ("list", 200),
+            ("list", 200),
+            ("list", 429),
+            ("one", 200),
+            ("one", 200),
+            ("one", 200),
+        ]
+    );
+    let listed = sim.requests();
+    assert!(listed
+        .iter()
+        .filter(|r| r.path == "/v1/customers")
+        .all(|r| r.endpoint == "/v1/customers"));
+    assert!(listed
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/customers/"))
+        .all(|r| r.endpoint == "/v1/customers/{id}"));
+    sim.stop().await;
+}
+
+#[actix_rt::test]
 async fn a_hanging_studio_never_answers_and_still_stops_promptly() {
     let sim = OpenApiSim::start(loopback(), studios(), None)
         .await
@@ -534,6 +603,210 @@ async fn stamps_rise_in_answer_order_and_only_on_object_answers() {
     let (_, body) = get(&client, &url, Some("key-berlin")).await;
     assert!(body.is_object() && seq(&body).is_none(), "{body}");
     plain.stop().await;
+}
+
+/// Every customer the list gives, following `offset` from the start until `hasNext` is false,
+/// with the checks every page must pass.
+async fn list_all(client: &awc::Client, base: &str, key: &str, size: usize) -> Vec<Value> {
+    let mut customers = Vec::new();
+    let mut offset = String::new();
+    loop {
+        let url = format!("{base}/v1/customers?sliceSize={size}&offset={offset}");
+        let (status, page) = get(client, &url, Some(key)).await;
+        assert_eq!(status, 200, "{page}");
+        let result = page["result"].as_array().expect("a result list");
+        assert!(result.len() <= size);
+        let has_next = page["hasNext"].as_bool().expect("hasNext");
+        if let Some(last) = result.last() {
+            assert_eq!(page["offset"], last["id"].to_string(), "{url}");
+        }
+        if has_next {
+            assert_eq!(result.len(), size, "only the last page may be short");
+        }
+        customers.extend(result.iter().cloned());
+        offset = page["offset"].as_str().expect("offset").to_owned();
+        if !has_next {
+            return customers;
+        }
+    }
+}
+
+fn ids(customers: &[Value]) -> Vec<i64> {
+    customers
+        .iter()
+        .map(|c| c["id"].as_i64().expect("an id"))
+        .collect()
+}
+
+#[actix_rt::test]
+async fn the_customer_list_visits_every_customer_once_in_id_order() {
+    let studio = SimStudio::new("berlin", "key-berlin").with_customers(3000);
+    let generated = DataSet::new("berlin", studio.seed).with_customers(3000);
+    let sim = OpenApiSim::start(loopback(), vec![studio], None)
+        .await
+        .expect("the simulator starts");
+    let client = awc::Client::default();
+    let berlin = sim.base_url("berlin");
+
+    let all = list_all(&client, &berlin, "key-berlin", 100).await;
+    assert_eq!(ids(&all), (1..=3000).collect::<Vec<_>>());
+    // The list holds the records GET /v1/customers/{id} answers.
+    for customer in all.iter().step_by(97) {
+        let id = customer["id"].as_i64().expect("an id");
+        assert_eq!(Some(customer), generated.customer(id).as_ref());
+    }
+
+    // A size that does not divide the count ends on a short page; one that does, on a full one.
+    assert_eq!(
+        list_all(&client, &berlin, "key-berlin", 7).await.len(),
+        3000
+    );
+    let (_, last) = get(
+        &client,
+        &format!("{berlin}/v1/customers?sliceSize=100&offset=2900"),
+        Some("key-berlin"),
+    )
+    .await;
+    assert_eq!(last["result"].as_array().map(Vec::len), Some(100));
+    assert_eq!(
+        (&last["offset"], &last["hasNext"]),
+        (&json!("3000"), &json!(false))
+    );
+
+    // Without parameters: the first 50.
+    let (status, first) = get(
+        &client,
+        &format!("{berlin}/v1/customers"),
+        Some("key-berlin"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let first = first["result"].as_array().expect("a result list");
+    assert_eq!(ids(first), (1..=50).collect::<Vec<_>>());
+
+    // Past the end: nothing, and nothing more.
+    let (_, past) = get(
+        &client,
+        &format!("{berlin}/v1/customers?offset=3000"),
+        Some("key-berlin"),
+    )
+    .await;
+    assert_eq!(
+        past,
+        json!({"result": [], "offset": "3000", "hasNext": false})
+    );
+
+    // Same key rule as every endpoint; HEAD only checks the key.
+    let (status, body) = get(&client, &format!("{berlin}/v1/customers"), Some("nope")).await;
+    assert_eq!(status, 401);
+    assert_vendor_error(&body, "UNAUTHORIZED");
+    assert_eq!(
+        head(&client, &format!("{berlin}/v1/customers"), "key-berlin").await,
+        (200, 0)
+    );
+    sim.stop().await;
+}
+
+#[actix_rt::test]
+async fn the_customer_list_refuses_slices_over_100_and_bad_offsets() {
+    let sim = OpenApiSim::start(loopback(), studios(), None)
+        .await
+        .expect("the simulator starts");
+    let client = awc::Client::default();
+    let berlin = sim.base_url("berlin");
+    for query in ["sliceSize=101", "sliceSize=0", "sliceSize=many", "offset=x"] {
+        let url = format!("{berlin}/v1/customers?{query}");
+        let (status, body) = get(&client, &url, Some("key-berlin")).await;
+        assert_eq!(status, 400, "{query}");
+        assert_vendor_error(&body, "VALIDATION_ERROR");
+    }
+    let url = format!("{berlin}/v1/customers?sliceSize=100");
+    let (status, body) = get(&client, &url, Some("key-berlin")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["result"].as_array().map(Vec::len), Some(100));
+    assert_eq!(body["hasNext"], true);
+    sim.stop().await;
+}
+
+#[actix_rt::test]
+async fn changed_added_and_deleted_customers_show_in_both_endpoints() {
+    let sim = OpenApiSim::start(loopback(), studios(), None)
+        .await
+        .expect("the simulator starts");
+    let client = awc::Client::default();
+    let berlin = sim.base_url("berlin");
+    let by_id = |id: i64| format!("{berlin}/v1/customers/{id}");
+    let generated = DataSet::new("berlin", studios()[0].seed);
+
+    sim.update_customer(
+        "berlin",
+        17,
+        json!({"city": "Potsdam", "thirdPartyId": "x-17"}),
+    );
+    let (status, updated) = get(&client, &by_id(17), Some("key-berlin")).await;
+    assert_eq!(status, 200);
+    let mut expected = generated.customer(17).expect("customer 17");
+    expected["city"] = json!("Potsdam");
+    expected["thirdPartyId"] = json!("x-17");
+    assert_eq!(updated, expected);
+
+    let added = sim.add_customer(
+        "berlin",
+        json!({"firstName": "Ada", "lastName": "Lovelace"}),
+    );
+    assert_eq!(added, 2001);
+    let (status, new) = get(&client, &by_id(added), Some("key-berlin")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (new["id"].as_i64(), &new["firstName"]),
+        (Some(added), &json!("Ada"))
+    );
+
+    sim.delete_customer("berlin", 18);
+    for path in [
+        "/v1/customers/18",
+        "/v1/customers/18/contracts",
+        "/v1/communications/18/communication-preferences",
+    ] {
+        let (status, body) = get(&client, &format!("{berlin}{path}"), Some("key-berlin")).await;
+        assert_eq!(status, 404, "{path}");
+        assert_vendor_error(&body, "NOT_FOUND");
+    }
+
+    // The list agrees with GET by id on every change.
+    let all = list_all(&client, &berlin, "key-berlin", 100).await;
+    let expected_ids: Vec<i64> = (1..=2000).filter(|&id| id != 18).chain([added]).collect();
+    assert_eq!(ids(&all), expected_ids);
+    let listed = |id: i64| all.iter().find(|c| c["id"] == id).cloned();
+    assert_eq!(listed(17), Some(updated));
+    assert_eq!(listed(added), Some(new));
+
+    // Another studio's customers are its own.
+    let hamburg = sim.base_url("hamburg");
+    assert_eq!(
+        get(
+            &client,
+            &format!("{hamburg}/v1/customers/18"),
+            Some("key-hamburg")
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        list_all(&client, &hamburg, "key-hamburg", 100).await.len(),
+        2000
+    );
+    sim.stop().await;
+}
+
+#[actix_rt::test]
+#[should_panic(expected = "studio berlin has no customer 2001")]
+async fn changing_a_customer_that_is_not_there_is_a_mistake() {
+    let sim = OpenApiSim::start(loopback(), studios(), None)
+        .await
+        .expect("the simulator starts");
+    sim.update_customer("berlin", 2001, json!({"city": "Potsdam"}));
 }
 
 #[actix_rt::test]
