@@ -9,11 +9,7 @@ use crate::helpers::*;
 
 #[actix_rt::test]
 async fn a_backup_under_load_holds_every_event_acknowledged_before_it() {
-    let app = spawn_app_with(vec![Studio::new("berlin")], |config| {
-        config.http.studio_requests_per_second = 1_000_000;
-        config.http.studio_burst = 1_000_000;
-    })
-    .await;
+    let app = spawn_app_with(vec![Studio::new("berlin")], unlimited_intake).await;
     // Paused, so the events wait in the inbox and the copy must hold them.
     app.admin_json("POST", "/api/studios/berlin/pause").await;
     let mut before = Vec::new();

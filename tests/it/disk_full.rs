@@ -45,8 +45,7 @@ async fn a_full_disk_gets_503_and_webhooks_are_taken_again_by_themselves_when_sp
     let app = spawn_app_with(vec![Studio::new("berlin")], |config| {
         config.storage.path = storage.clone();
         config.storage.min_free_bytes = Some(8 << 20);
-        config.http.studio_requests_per_second = 1_000_000;
-        config.http.studio_burst = 1_000_000;
+        unlimited_intake(config);
     })
     .await;
     let mut accepted = Vec::new();

@@ -161,6 +161,12 @@ pub struct TestApp {
     client: awc::Client,
 }
 
+/// The per-key abuse limit would refuse a test that sends webhooks as fast as it can.
+pub fn unlimited_intake(config: &mut gymrelay::Config) {
+    config.http.studio_requests_per_second = 1_000_000;
+    config.http.studio_burst = 1_000_000;
+}
+
 pub async fn spawn_app(studios: Vec<Studio>) -> TestApp {
     spawn_app_with(studios, |_| {}).await
 }

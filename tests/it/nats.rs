@@ -140,12 +140,6 @@ async fn stream_count(url: &str) -> u64 {
     }
 }
 
-/// The per-key abuse limit would refuse a test that sends thousands of webhooks at once.
-fn unlimited_intake(config: &mut gymrelay::Config) {
-    config.http.studio_requests_per_second = 1_000_000;
-    config.http.studio_burst = 1_000_000;
-}
-
 /// Sends `n` deletions (no Open API request needed) for `studio`, one after another, so the
 /// inbox's order is the order of `ids`.
 async fn send_deletions(app: &TestApp, studio: &str, prefix: &str, n: usize) -> Vec<String> {
