@@ -10,6 +10,9 @@ use tokio::process::Command;
 
 use crate::failure::Failure;
 
+/// The exit code by which a program refuses an event for good (sysexits.h).
+pub const EX_DATAERR: i32 = 65;
+
 /// The only variables a command inherits from the relay.
 const INHERITED: [&str; 5] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ"];
 
@@ -75,10 +78,44 @@ impl CommandSink {
                 if !tail.is_empty() {
                     tracing::debug!(%program, %status, stderr = %tail, "command sink failed");
                 }
-                Err(Failure::transient(format!(
+                let reason = format!(
                     "{program} exited with {status} (its stderr is logged at debug level only)"
-                )))
+                );
+                // EX_DATAERR from sysexits.h: the program says this event is wrong, so sending
+                // it again cannot help, as with an http sink's 4xx.
+                if status.code() == Some(EX_DATAERR) {
+                    Err(Failure::permanent(reason))
+                } else {
+                    Err(Failure::transient(reason))
+                }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn run(script: &str) -> Result<(), Failure> {
+        let argv = vec!["sh".into(), "-c".into(), script.into()];
+        CommandSink::new(argv, Duration::from_secs(10))
+            .deliver("e1", b"{}")
+            .await
+    }
+
+    #[actix_rt::test]
+    async fn exit_65_refuses_for_good_and_other_failures_are_retried() {
+        assert_eq!(run("cat >/dev/null").await, Ok(()));
+        assert!(matches!(
+            run("exit 65").await,
+            Err(Failure::Permanent { .. })
+        ));
+        let Err(Failure::Transient { reason, .. }) =
+            run("echo member@example.com >&2; exit 1").await
+        else {
+            panic!("exit 1 is retried");
+        };
+        assert!(!reason.contains("member@example.com"), "{reason}");
     }
 }
