@@ -21,6 +21,8 @@ pub struct DiskSpace {
     free: AtomicU64,
     floor: AtomicU64,
     low: AtomicBool,
+    /// Whether the last reading failed, so a failing `statvfs` is logged once, not twice a second.
+    unreadable: AtomicBool,
 }
 
 impl DiskSpace {
@@ -32,6 +34,7 @@ impl DiskSpace {
             free: AtomicU64::new(u64::MAX),
             floor: AtomicU64::new(0),
             low: AtomicBool::new(false),
+            unreadable: AtomicBool::new(false),
         });
         disk.check();
         disk
@@ -45,10 +48,15 @@ impl DiskSpace {
         let (free, total) = match reading {
             Ok(reading) => reading,
             Err(e) => {
-                tracing::warn!(path = %self.path.display(), error = %e, "cannot read free space");
+                if !self.unreadable.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(path = %self.path.display(), error = %e, "cannot read free space; the floor is not enforced until it can be read");
+                }
                 return;
             }
         };
+        if self.unreadable.swap(false, Ordering::Relaxed) {
+            tracing::info!(path = %self.path.display(), "free space can be read again");
+        }
         let floor = self.configured.unwrap_or(DEFAULT_FLOOR.min(total / 50));
         self.free.store(free, Ordering::Relaxed);
         self.floor.store(floor, Ordering::Relaxed);
