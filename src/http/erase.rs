@@ -60,8 +60,8 @@ pub async fn erase(
         let store = state.store.clone();
         let studio = studio.clone();
         let erased = web::block(move || {
-            let removed = store.erase_dead_letters(&studio, customer, is_about_a_customer)?;
-            let pending = store.pending_about(&studio, customer, is_about_a_customer)?;
+            let removed = store.erase_dead_letters(&studio, customer)?;
+            let pending = store.pending_about(&studio, customer)?;
             Ok::<_, crate::store::StoreError>((removed, pending))
         })
         .await;

@@ -444,14 +444,13 @@ impl Store {
         Ok(self.seen.prune(cutoff_ms)?)
     }
 
-    /// Removes every dead letter of `studio` about `customer` (`is_about` picks the event types
-    /// whose entity is a customer); returns how many. Events still waiting are not touched: they
-    /// hold no answer from the Open API, only ids, and are delivered with a fresh answer.
+    /// Removes every dead letter of `studio` about `customer` (see `About`); returns how many.
+    /// Events still waiting are not touched: they hold no answer from the Open API, only ids,
+    /// and are delivered with a fresh answer.
     pub fn erase_dead_letters(
         &self,
         studio: &StudioId,
         customer: i64,
-        is_about: impl Fn(&str) -> bool,
     ) -> Result<usize, StoreError> {
         let mut removed = 0;
         for item in self.dead.scan_prefix(studio_key(studio, b"")) {
@@ -460,12 +459,7 @@ impl Store {
                 tracing::error!(%studio, sequence = sequence_of(&key), "a dead letter cannot be read; erase passed over it");
                 continue;
             };
-            let event = &letter.event;
-            if event.entity_id == Some(customer)
-                && is_about(&event.event_type)
-                && self.dead.remove(&key)?.is_some()
-            {
-                self.buried.remove(studio.as_str(), 1);
+            if letter.event.is_about(customer) && self.unbury(studio.as_str(), &key)? {
                 removed += 1;
             }
         }
@@ -473,23 +467,25 @@ impl Store {
     }
 
     /// Events of `studio` about `customer` still waiting in its inbox.
-    pub fn pending_about(
-        &self,
-        studio: &StudioId,
-        customer: i64,
-        is_about: impl Fn(&str) -> bool,
-    ) -> Result<usize, StoreError> {
+    pub fn pending_about(&self, studio: &StudioId, customer: i64) -> Result<usize, StoreError> {
         let mut count = 0;
         for item in self.inbox.scan_prefix(studio_key(studio, b"")) {
             let (_, value) = item?;
-            // Only the two fields: a backlog can be long, and unreadable entries are the
-            // worker's to set aside.
+            // Unreadable entries are the worker's to set aside.
             if let Ok(event) = serde_json::from_slice::<About>(&value) {
-                count +=
-                    usize::from(event.entity_id == Some(customer) && is_about(&event.event_type));
+                count += usize::from(event.is_about(customer));
             }
         }
         Ok(count)
+    }
+
+    /// Removes one dead letter, keeping the count; false if it was gone already (replayed).
+    fn unbury(&self, studio: &str, key: &[u8]) -> Result<bool, StoreError> {
+        let removed = self.dead.remove(key)?.is_some();
+        if removed {
+            self.buried.remove(studio, 1);
+        }
+        Ok(removed)
     }
 
     /// Removes dead letters buried before `cutoff_ms`; returns how many, by studio.
@@ -504,10 +500,11 @@ impl Store {
             let (key, value) = item?;
             let expired =
                 serde_json::from_slice::<Buried>(&value).is_ok_and(|b| b.dead_at_ms < cutoff_ms);
-            if expired && self.dead.remove(&key)?.is_some() {
+            if expired {
                 let (studio, _) = split_key(&key)?;
-                self.buried.remove(&studio, 1);
-                *removed.entry(studio).or_default() += 1;
+                if self.unbury(&studio, &key)? {
+                    *removed.entry(studio).or_default() += 1;
+                }
             }
         }
         Ok(removed.into_iter().collect())
@@ -544,11 +541,19 @@ fn transaction_result<T>(result: Result<T, TransactionError<()>>) -> Result<T, S
     }
 }
 
-/// What an event is about, read without the rest of it.
+/// What an event is about, read without the rest of it (a backlog can be long).
 #[derive(serde::Deserialize)]
 struct About {
     event_type: String,
     entity_id: Option<i64>,
+}
+
+impl About {
+    /// Whether the event is one of the member's own (the vendor's table decides which types'
+    /// `entityId` is a customer).
+    fn is_about(&self, customer: i64) -> bool {
+        self.entity_id == Some(customer) && crate::route::is_about_a_customer(&self.event_type)
+    }
 }
 
 /// The same, inside a dead letter.

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::report::Report;
 use super::window::Dead;
-use crate::event::{now_millis, DeadLetter};
-use crate::failure::{self, Next};
+use crate::event::{now_millis, DeadLetter, QueuedEvent};
+use crate::failure::{self, Failure, Next};
 use crate::sink::{Outgoing, Sink};
 use crate::store::{InboxEntry, Store};
 
@@ -130,13 +130,11 @@ impl Deliverer {
             };
             attempt = if taken > 0 { 1 } else { attempt + 1 };
             let failed = todo[taken];
-            let stage = format!("sink:{key}");
             self.report.sink_failed(key, &failure);
             let event = &mut entries[failed].event;
-            let failing_for = event.record_failure(&stage, &failure.to_string(), now_millis());
-            match failure::next(&failure, attempt, failing_for, self.dead_letter_after) {
-                Next::DeadLetter => dead[failed] = Some(dead_at(&stage, failure.burial_reason())),
-                Next::RetryAfter(delay) | Next::Hold(delay) => {
+            match self.record_failure(event, &format!("sink:{key}"), &failure, attempt) {
+                Err(why) => dead[failed] = Some(why),
+                Ok(delay) => {
                     tracing::warn!(id = %event.id, sink = %key, attempt, error = %failure, retry_in = ?delay, "sink delivery failed");
                     for &i in &todo[..=taken] {
                         self.save(&entries[i]);
@@ -144,6 +142,22 @@ impl Deliverer {
                     actix_rt::time::sleep(delay).await;
                 }
             }
+        }
+    }
+
+    /// Records a failure of `stage` on the event, and decides by the one policy: how long to
+    /// wait before trying again, or why it is given up on.
+    pub fn record_failure(
+        &self,
+        event: &mut QueuedEvent,
+        stage: &str,
+        failure: &Failure,
+        attempt: u32,
+    ) -> Result<Duration, Dead> {
+        let failing_for = event.record_failure(stage, &failure.to_string(), now_millis());
+        match failure::next(failure, attempt, failing_for, self.dead_letter_after) {
+            Next::DeadLetter => Err(dead_at(stage, failure.burial_reason())),
+            Next::RetryAfter(delay) | Next::Hold(delay) => Ok(delay),
         }
     }
 

@@ -3,30 +3,25 @@
 //! once on the studio's thread. It sleeps when there is nothing to do until the inbox is rung
 //! or a budget, hold or retry delay ends.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::future::LocalBoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use std::cell::RefCell;
-
 use super::deliver::{Deliverer, STORE_RETRY};
 use super::enrich::{Enricher, Fetched, Go, Outcome};
 use super::report::Report;
-use super::window::{Dead, Window};
-use super::InboxBell;
-use super::StudioDeps;
-use crate::event::now_millis;
-use crate::failure::{self, Failure, Next};
+use super::window::Window;
+use super::{InboxBell, StudioDeps};
 use crate::openapi::OpenApiClient;
 use crate::ratelimit::Budget;
 use crate::route::Request;
 use crate::sink::Sink;
 use crate::store::Store;
-use crate::tenant::StudioId;
-use crate::tenant::Tenant;
+use crate::tenant::{StudioId, Tenant};
 
 /// Most events handed to the sinks together.
 pub const DELIVERY_BATCH: usize = 64;
@@ -39,7 +34,6 @@ pub struct Worker {
     pub enricher: Enricher,
     pub deliverer: Rc<Deliverer>,
     pub report: Rc<Report>,
-    pub dead_letter_after: Duration,
 }
 
 impl Worker {
@@ -105,7 +99,6 @@ impl Worker {
                 report,
                 deps.dead_letter_after,
             )),
-            dead_letter_after: deps.dead_letter_after,
         };
         Ok((worker, span))
     }
@@ -122,8 +115,7 @@ impl Worker {
         loop {
             let mut wake_at: Option<Instant> = None;
             // Replayed events sit behind what was read: once the delivery under way is done, read
-            // the inbox again from its head, with nothing in flight that a new request could
-            // overtake.
+            // the inbox again from its head (requests in flight stay known to the window).
             if rewind && delivery.is_none() {
                 self.window.rewind();
                 inbox_may_have_more = true;
@@ -173,8 +165,9 @@ impl Worker {
         let entries = read.map_err(|e| tracing::error!(error = %e, "cannot read the inbox"))?;
         let full = entries.len() == room;
         for entry in entries {
-            if let Some(shared) = self.window.admit(entry) {
-                tracing::debug!(id = %shared.event.id, "a queued event shares an answer already fetched");
+            let sequence = entry.sequence();
+            if self.window.admit(entry) {
+                tracing::debug!(sequence, "a queued event shares an answer already fetched");
             }
         }
         Ok(full)
@@ -214,7 +207,7 @@ impl Worker {
         match outcome {
             Outcome::Answer(result) => {
                 // Not saved: answers are personal data and stay in memory (see QueuedEvent).
-                let ready = self.window.answered(request, result).len();
+                let ready = self.window.answered(request, result);
                 if ready > 1 {
                     tracing::debug!(%request, events = ready, "one Open API answer shared by queued events");
                 }
@@ -223,14 +216,14 @@ impl Worker {
                 self.window.unanswered(request, |_| None);
             }
             Outcome::Failed { failure, attempt } => {
-                let dead_letter_after = self.dead_letter_after;
                 let deliverer = Rc::clone(&self.deliverer);
                 let (still_needed, dead) = self.window.unanswered(request, |entry| {
-                    let dead = give_up(entry, &failure, attempt, dead_letter_after);
-                    if dead.is_none() {
+                    let decided =
+                        deliverer.record_failure(&mut entry.event, "enrichment", &failure, attempt);
+                    if decided.is_ok() {
                         deliverer.save(entry);
                     }
-                    dead
+                    decided.err()
                 });
                 if !still_needed {
                     self.enricher.forget_failures(request);
@@ -240,25 +233,6 @@ impl Worker {
                 }
             }
         }
-    }
-}
-
-/// Records a failed enrichment on the event; Some if it is to become a dead letter.
-fn give_up(
-    entry: &mut crate::store::InboxEntry,
-    failure: &Failure,
-    attempt: u32,
-    dead_letter_after: Duration,
-) -> Option<Dead> {
-    let failing_for = entry
-        .event
-        .record_failure("enrichment", &failure.to_string(), now_millis());
-    match failure::next(failure, attempt, failing_for, dead_letter_after) {
-        Next::DeadLetter => Some(Dead {
-            stage: "enrichment".into(),
-            reason: failure.burial_reason(),
-        }),
-        Next::RetryAfter(_) | Next::Hold(_) => None,
     }
 }
 

@@ -40,6 +40,12 @@ struct Slot {
     state: State,
 }
 
+impl Slot {
+    fn is_waiting_for(&self, request: &Request) -> bool {
+        matches!(&self.state, State::Asked(r) if r == request)
+    }
+}
+
 /// An answer and when (in arrival order) its request was sent.
 struct Answered {
     asked_at: u64,
@@ -91,47 +97,43 @@ impl Window {
         self.recent.clear();
     }
 
-    /// Takes the next entry of the inbox (entries must come in arrival order). Returns it if it
-    /// took a recent answer to a request sent after it arrived: that is worth saving.
-    pub fn admit(&mut self, mut entry: InboxEntry) -> Option<&InboxEntry> {
+    /// Takes the next entry of the inbox (entries must come in arrival order). Says whether it
+    /// took a recent answer to a request sent after it arrived.
+    pub fn admit(&mut self, mut entry: InboxEntry) -> bool {
         let seq = entry.sequence();
         self.read_up_to = Some(seq);
         // An answer to a request sent before this point can serve no entry read from now on.
         self.recent.retain(|_, answered| answered.asked_at > seq);
         let mut shared = false;
-        let state = if entry.event.enriched.is_some() {
-            State::Ready
-        } else {
-            match entry.event.route() {
-                Route::Skip(skip) => {
-                    entry.event.enriched = Some(EnrichmentResult {
-                        enrichment: Enrichment {
-                            status: EnrichmentStatus::Skipped,
-                            request: None,
-                            reason: Some(skip.reason().to_string()),
-                        },
-                        entity: None,
-                    });
+        // Answers are never stored, so an entry read from the inbox has none yet.
+        let state = match entry.event.route() {
+            Route::Skip(skip) => {
+                entry.event.enriched = Some(EnrichmentResult {
+                    enrichment: Enrichment {
+                        status: EnrichmentStatus::Skipped,
+                        request: None,
+                        reason: Some(skip.reason().to_string()),
+                    },
+                    entity: None,
+                });
+                State::Ready
+            }
+            Route::Fetch(request) => {
+                if self.in_flight.get(&request).is_some_and(|at| *at > seq) {
+                    State::Asked(request)
+                } else if let Some(answered) =
+                    self.recent.get(&request).filter(|a| a.asked_at > seq)
+                {
+                    entry.event.enriched = Some(answered.result.clone());
+                    shared = true;
                     State::Ready
-                }
-                Route::Fetch(request) => {
-                    if self.in_flight.get(&request).is_some_and(|at| *at > seq) {
-                        State::Asked(request)
-                    } else if let Some(answered) =
-                        self.recent.get(&request).filter(|a| a.asked_at > seq)
-                    {
-                        entry.event.enriched = Some(answered.result.clone());
-                        shared = true;
-                        State::Ready
-                    } else {
-                        State::Needs(request)
-                    }
+                } else {
+                    State::Needs(request)
                 }
             }
         };
         self.slots.push_back(Slot { entry, state });
-        let admitted = self.slots.back().map(|slot| &slot.entry);
-        admitted.filter(|_| shared)
+        shared
     }
 
     /// Requests to send, oldest entry first, each once; none that is already in flight.
@@ -152,22 +154,21 @@ impl Window {
     pub fn asked(&mut self, request: &Request, asked_at: u64) {
         self.in_flight.insert(request.clone(), asked_at);
         for slot in &mut self.slots {
-            if slot.state == State::Needs(request.clone()) {
+            if matches!(&slot.state, State::Needs(r) if r == request) {
                 slot.state = State::Asked(request.clone());
             }
         }
     }
 
-    /// The answer to `request`: its entries are ready. Returns them.
-    pub fn answered(&mut self, request: &Request, result: EnrichmentResult) -> Vec<&InboxEntry> {
+    /// The answer to `request`: its entries are ready. Returns how many there are.
+    pub fn answered(&mut self, request: &Request, result: EnrichmentResult) -> usize {
         let asked_at = self.in_flight.remove(request).unwrap_or(0);
-        let waiting = State::Asked(request.clone());
-        let mut ready = Vec::new();
+        let mut ready = 0;
         for slot in &mut self.slots {
-            if slot.state == waiting {
+            if slot.is_waiting_for(request) {
                 slot.entry.event.enriched = Some(result.clone());
                 slot.state = State::Ready;
-                ready.push(&slot.entry);
+                ready += 1;
             }
         }
         if self.read_up_to.is_none_or(|read| asked_at > read) {
@@ -197,12 +198,11 @@ impl Window {
         mut decide: impl FnMut(&mut InboxEntry) -> Option<Dead>,
     ) -> (bool, Vec<(InboxEntry, Dead)>) {
         self.in_flight.remove(request);
-        let waiting = State::Asked(request.clone());
         let mut still_needed = false;
         let mut dead = Vec::new();
         let mut kept = VecDeque::with_capacity(self.slots.len());
         for mut slot in self.slots.drain(..) {
-            if slot.state == waiting {
+            if slot.is_waiting_for(request) {
                 match decide(&mut slot.entry) {
                     Some(why) => {
                         dead.push((slot.entry, why));
