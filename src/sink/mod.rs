@@ -14,7 +14,7 @@ use crate::tenant::SinkSettings;
 pub use command::CommandSink;
 pub use file::{FileSink, FileWriters, FileWrites, FILE_WRITES_AT_ONCE};
 pub use http::{sign, signing_key, HttpSink};
-pub use nats::{probe as probe_nats, NatsConnections, NatsSink, DUPLICATE_WINDOW};
+pub use nats::{probe as probe_nats, NatsConnections, NatsSink};
 
 /// One enriched event on its way to a sink: the encoded document, and what a sink may need to
 /// route or label it without decoding it again.
@@ -62,7 +62,7 @@ impl Sink {
                 Sink::Command(CommandSink::new(argv.clone(), *timeout))
             }
             SinkSettings::Nats(settings) => {
-                Sink::Nats(NatsSink::new(settings.clone(), studio, nats.clone()))
+                Sink::Nats(NatsSink::new(settings.clone(), studio, nats))
             }
         })
     }

@@ -6,7 +6,7 @@
 //! use one client, which reconnects by itself with backoff.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use actix_web::web::Bytes;
@@ -30,21 +30,25 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(3600);
 type SharedClient = Arc<OnceCell<async_nats::Client>>;
 
 /// The NATS clients of the whole relay, one per distinct server set and credentials (keyed by
-/// a digest, so the map holds no secret).
+/// a digest, so the map holds no secret). The sinks hold the clients; the map only finds them,
+/// so a client no sink uses any more (after a credential edit) is closed.
 #[derive(Clone, Default)]
 pub struct NatsConnections {
-    clients: Arc<Mutex<HashMap<[u8; 32], SharedClient>>>,
+    clients: Arc<Mutex<HashMap<[u8; 32], Weak<OnceCell<async_nats::Client>>>>>,
 }
 
 impl NatsConnections {
-    /// The shared client for these settings, connecting if none is connected yet. A failed
-    /// connect is tried again by the next delivery.
-    pub async fn client(&self, settings: &NatsSettings) -> Result<async_nats::Client, Failure> {
-        let cell = {
-            let mut clients = crate::lock::lock(&self.clients);
-            clients.entry(connection_key(settings)).or_default().clone()
-        };
-        cell.get_or_try_init(|| connect(settings)).await.cloned()
+    /// The connection for these settings, shared with every sink that has the same ones.
+    fn share(&self, settings: &NatsSettings) -> SharedClient {
+        let mut clients = crate::lock::lock(&self.clients);
+        clients.retain(|_, client| client.strong_count() > 0);
+        let key = connection_key(settings);
+        if let Some(client) = clients.get(&key).and_then(Weak::upgrade) {
+            return client;
+        }
+        let client = SharedClient::default();
+        clients.insert(key, Arc::downgrade(&client));
+        client
     }
 }
 
@@ -136,9 +140,14 @@ pub async fn probe(settings: &NatsSettings) -> Result<String, Failure> {
             Ok(format!("connected, stream {stream} will be created"))
         }
         Err(e) => Err(Failure::transient(format!(
-            "connected, but stream {stream} is not there ({e}); create it or set create_stream = true"
+            "connected, but {}",
+            missing_stream(stream, &e)
         ))),
     }
+}
+
+fn missing_stream(stream: &str, error: &impl std::fmt::Display) -> String {
+    format!("stream {stream} is not there ({error}); create it or set create_stream = true")
 }
 
 fn stream_not_found(kind: GetStreamErrorKind) -> bool {
@@ -149,19 +158,37 @@ fn stream_not_found(kind: GetStreamErrorKind) -> bool {
 pub struct NatsSink {
     settings: NatsSettings,
     studio: String,
-    connections: NatsConnections,
+    /// The subject template with the studio filled in; `{type}` is filled per event.
+    subject: String,
+    connection: SharedClient,
     /// Set once the stream is known to exist (or was created); cleared when a publish finds
     /// no stream, so a stream deleted meanwhile is looked for (or created) again.
     stream_ready: std::cell::Cell<bool>,
 }
 
 impl NatsSink {
-    pub fn new(settings: NatsSettings, studio: &str, connections: NatsConnections) -> NatsSink {
+    pub fn new(settings: NatsSettings, studio: &str, connections: &NatsConnections) -> NatsSink {
         NatsSink {
+            subject: settings.subject.replace("{studio}", studio),
+            connection: connections.share(&settings),
             settings,
             studio: studio.to_string(),
-            connections,
             stream_ready: std::cell::Cell::new(false),
+        }
+    }
+
+    /// The shared client, connecting if it is not yet. Studios sharing a broker that does not
+    /// answer wait for one connect at a time, each at most its own timeout; a failed connect
+    /// is tried again by the next delivery.
+    async fn client(&self) -> Result<async_nats::Client, Failure> {
+        let connecting = self.connection.get_or_try_init(|| connect(&self.settings));
+        match tokio::time::timeout(self.settings.timeout, connecting).await {
+            Ok(client) => client.cloned(),
+            Err(_) => Err(Failure::transient(format!(
+                "NATS {}: no connection within {:?}",
+                self.settings.shown_servers(),
+                self.settings.timeout
+            ))),
         }
     }
 
@@ -169,11 +196,7 @@ impl NatsSink {
     /// acknowledgements in order; on failure, says how many were acknowledged before it. The
     /// ones after it may be in the stream too: sent again, they are dropped as duplicates.
     pub async fn deliver_all(&self, events: &[Outgoing<'_>]) -> Result<(), (usize, Failure)> {
-        let client = self
-            .connections
-            .client(&self.settings)
-            .await
-            .map_err(|f| (0, f))?;
+        let client = self.client().await.map_err(|f| (0, f))?;
         let mut context = jetstream::new(client);
         context.set_timeout(self.settings.timeout);
         if !self.stream_ready.get() {
@@ -203,36 +226,29 @@ impl NatsSink {
                 Ok(ack) => acks.push(ack),
                 Err(e) => {
                     // What was sent before still counts if it is acknowledged.
-                    debug_assert_eq!(acks.len(), i);
-                    let acknowledged = self.acknowledged(acks).await;
-                    return Err((acknowledged, self.publish_failure(e.kind(), &e.to_string())));
+                    let failure = self.publish_failure(e.kind(), &e.to_string());
+                    let acknowledged = match self.await_acks(acks).await {
+                        Ok(()) => i,
+                        Err((acknowledged, _)) => acknowledged,
+                    };
+                    return Err((acknowledged, failure));
                 }
             }
         }
-        let total = acks.len();
-        let mut acknowledged = 0;
-        for ack in acks {
-            match ack.await {
-                Ok(_) => acknowledged += 1,
-                Err(e) => {
-                    return Err((acknowledged, self.publish_failure(e.kind(), &e.to_string())))
-                }
-            }
-        }
-        debug_assert_eq!(acknowledged, total);
-        Ok(())
+        self.await_acks(acks).await
     }
 
-    /// How many of `acks`, in order, end acknowledged.
-    async fn acknowledged(&self, acks: Vec<jetstream::context::PublishAckFuture>) -> usize {
-        let mut acknowledged = 0;
-        for ack in acks {
-            if ack.await.is_err() {
-                break;
+    /// Waits for the acknowledgements in order; on the first failure, says how many came before.
+    async fn await_acks(
+        &self,
+        acks: Vec<jetstream::context::PublishAckFuture>,
+    ) -> Result<(), (usize, Failure)> {
+        for (acknowledged, ack) in acks.into_iter().enumerate() {
+            if let Err(e) = ack.await {
+                return Err((acknowledged, self.publish_failure(e.kind(), &e.to_string())));
             }
-            acknowledged += 1;
         }
-        acknowledged
+        Ok(())
     }
 
     async fn ensure_stream(&self, context: &jetstream::Context) -> Result<(), Failure> {
@@ -251,9 +267,7 @@ impl NatsSink {
             })?;
         } else {
             context.get_stream(name).await.map_err(|e| {
-                Failure::transient(format!(
-                    "NATS {shown}: stream {name} is not there ({e}); create it or set create_stream = true"
-                ))
+                Failure::transient(format!("NATS {shown}: {}", missing_stream(name, &e)))
             })?;
         }
         Ok(())
@@ -270,10 +284,7 @@ impl NatsSink {
                 c => c,
             })
             .collect();
-        self.settings
-            .subject
-            .replace("{studio}", &self.studio)
-            .replace("{type}", &token)
+        self.subject.replace("{type}", &token)
     }
 
     fn headers(&self, event: &Outgoing<'_>) -> HeaderMap {

@@ -292,11 +292,29 @@ fn fingerprint(text: &str, tenant: &Tenant) -> [u8; 32] {
         .chain(std::iter::once(&tenant.open_api.api_key))
         .chain(tenant.sinks.iter().filter_map(|s| match s {
             SinkSettings::Http { secret, .. } => Some(secret),
+            SinkSettings::Nats(nats) => match &nats.credentials {
+                NatsCredentials::Token(secret)
+                | NatsCredentials::UserPassword {
+                    password: secret, ..
+                } => Some(secret),
+                NatsCredentials::None | NatsCredentials::CredsFile(_) => None,
+            },
             _ => None,
         }));
     for secret in secrets {
         hash.update([0]);
         hash.update(secret.expose_secret().as_bytes());
+    }
+    // A creds file is read by the client when it connects; a rotated one must restart the studio.
+    for sink in &tenant.sinks {
+        if let SinkSettings::Nats(NatsSettings {
+            credentials: NatsCredentials::CredsFile(path),
+            ..
+        }) = sink
+        {
+            hash.update([0]);
+            hash.update(std::fs::read(path).unwrap_or_default());
+        }
     }
     hash.finalize().into()
 }
@@ -639,6 +657,25 @@ mod tests {
         type = "file"
         path = "out/berlin.ndjson"
     "#;
+
+    #[test]
+    fn a_rotated_nats_secret_changes_the_fingerprint_so_a_reload_restarts_the_studio() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "{GOOD}\n[[sinks]]\ntype = \"nats\"\nurl = \"nats://a:4222\"\nstream = \"S\"\ntoken_file = \"nats.token\"\n"
+        );
+        let file = write(dir.path(), "s.toml", &text);
+        let fingerprint = |token: &str| {
+            write(dir.path(), "nats.token", token);
+            std::fs::set_permissions(
+                dir.path().join("nats.token"),
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )
+            .unwrap();
+            load(&file).unwrap().fingerprint
+        };
+        assert_ne!(fingerprint("first"), fingerprint("second"));
+    }
 
     #[test]
     fn nats_sinks_are_checked_field_by_field() {
