@@ -27,14 +27,15 @@ use crate::tenant::{NatsCredentials, NatsSettings};
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(3600);
 
 /// A connection, once made; shared by every sink with the same servers and credentials.
-type SharedClient = Arc<OnceCell<async_nats::Client>>;
+type SharedClient = Arc<Connection>;
+type Connection = OnceCell<async_nats::Client>;
 
 /// The NATS clients of the whole relay, one per distinct server set and credentials (keyed by
 /// a digest, so the map holds no secret). The sinks hold the clients; the map only finds them,
 /// so a client no sink uses any more (after a credential edit) is closed.
 #[derive(Clone, Default)]
 pub struct NatsConnections {
-    clients: Arc<Mutex<HashMap<[u8; 32], Weak<OnceCell<async_nats::Client>>>>>,
+    clients: Arc<Mutex<HashMap<[u8; 32], Weak<Connection>>>>,
 }
 
 impl NatsConnections {
