@@ -21,6 +21,17 @@ pub enum CliError {
     Request { url: String, reason: String },
 }
 
+/// Where the running relay's admin API is: the same two options for every command that uses it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AdminArgs {
+    /// Config file of the running relay (for the admin address and token).
+    #[arg(long, short, global = true)]
+    pub config: Option<PathBuf>,
+    /// Admin API base URL; default: from the config's [admin] listen.
+    #[arg(long, global = true)]
+    pub admin_url: Option<String>,
+}
+
 pub struct AdminApi {
     client: awc::Client,
     base: String,
@@ -28,10 +39,8 @@ pub struct AdminApi {
 
 impl AdminApi {
     /// From the running relay's config (its admin address and token), or `admin_url`.
-    pub fn connect(
-        config: Option<PathBuf>,
-        admin_url: Option<String>,
-    ) -> Result<AdminApi, CliError> {
+    pub fn connect(args: AdminArgs) -> Result<AdminApi, CliError> {
+        let AdminArgs { config, admin_url } = args;
         let config = Config::load(crate::config::default_file(config).as_deref())?;
         let token = config.admin.token.as_ref().ok_or(CliError::NoToken)?;
         let base =
@@ -45,6 +54,16 @@ impl AdminApi {
 
     /// `GET` or `POST` on `path` (`/api/...`); the answer's JSON, or why there is none.
     pub async fn call(&self, method: &str, path: &str) -> Result<Value, CliError> {
+        self.call_with(method, path, &[]).await
+    }
+
+    /// [`AdminApi::call`] with query parameters, encoded by the client.
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Value, CliError> {
         let url = format!("{}{path}", self.base);
         let fail = |reason: String| CliError::Request {
             url: url.clone(),
@@ -53,6 +72,11 @@ impl AdminApi {
         let request = match method {
             "POST" => self.client.post(&url),
             _ => self.client.get(&url),
+        };
+        let request = if query.is_empty() {
+            request
+        } else {
+            request.query(&query).map_err(|e| fail(e.to_string()))?
         };
         let mut response = request.send().await.map_err(|e| fail(e.to_string()))?;
         let body = response.body().await.map_err(|e| fail(e.to_string()))?;

@@ -3,27 +3,23 @@
 
 use std::path::PathBuf;
 
-use crate::admin_client::{AdminApi, CliError};
+use crate::admin_client::{AdminApi, AdminArgs, CliError};
 
 #[derive(Debug, clap::Args)]
 pub struct BackupArgs {
     /// A new or empty directory on the relay's machine.
     #[arg(long)]
     pub to: PathBuf,
-    /// Config file of the running relay (for the admin address and token).
-    #[arg(long, short)]
-    pub config: Option<PathBuf>,
-    /// Admin API base URL; default: from the config's [admin] listen.
-    #[arg(long)]
-    pub admin_url: Option<String>,
+    #[command(flatten)]
+    pub admin: AdminArgs,
 }
 
 pub async fn run(args: BackupArgs) -> Result<(), CliError> {
-    let api = AdminApi::connect(args.config, args.admin_url)?;
+    let api = AdminApi::connect(args.admin)?;
     // The relay resolves a relative path against its own working directory, not ours.
     let to = std::path::absolute(&args.to).unwrap_or(args.to);
-    let query: String = url_encode(&to.display().to_string());
-    let answer = api.call("POST", &format!("/api/backup?to={query}")).await?;
+    let to = to.display().to_string();
+    let answer = api.call_with("POST", "/api/backup", &[("to", &to)]).await?;
     println!(
         "backed up to {} in {:.2} s ({} bytes); start a relay with storage.path = that directory to use it",
         answer["path"].as_str().unwrap_or_default(),
@@ -31,17 +27,4 @@ pub async fn run(args: BackupArgs) -> Result<(), CliError> {
         answer["bytes_on_disk"],
     );
     Ok(())
-}
-
-/// Percent-encodes what a query value cannot hold as it is.
-fn url_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            b => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -1,23 +1,17 @@
 //! `gymrelay dead-letters list|replay`: talks to the running relay's admin API (sled allows
 //! one process per data directory, so the CLI cannot open the store itself).
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 
-use crate::admin_client::AdminApi;
 pub use crate::admin_client::CliError;
+use crate::admin_client::{AdminApi, AdminArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct DeadLettersArgs {
     #[command(subcommand)]
     pub action: Action,
-    /// Config file of the running relay (for the admin address and token).
-    #[arg(long, short, global = true)]
-    pub config: Option<PathBuf>,
-    /// Admin API base URL; default: from the config's [admin] listen.
-    #[arg(long, global = true)]
-    pub admin_url: Option<String>,
+    #[command(flatten)]
+    pub admin: AdminArgs,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -38,7 +32,7 @@ pub enum Action {
 }
 
 pub async fn run(args: DeadLettersArgs) -> Result<(), CliError> {
-    let api = AdminApi::connect(args.config, args.admin_url)?;
+    let api = AdminApi::connect(args.admin)?;
     match args.action {
         Action::List { studio } => {
             let query = studio.map(|s| format!("?studio={s}")).unwrap_or_default();

@@ -45,6 +45,23 @@ async fn a_backup_under_load_holds_every_event_acknowledged_before_it() {
         .admin("POST", &format!("/api/backup?to={target_arg}"))
         .await;
     assert_eq!(status, 400, "a backup never overwrites one: {again}");
+    // The command, with a path that needs encoding in the query.
+    let config = backups.path().join("relay.toml");
+    std::fs::write(&config, format!("[admin]\ntoken = {ADMIN_TOKEN:?}\n")).unwrap();
+    let second = backups.path().join("second copy & more");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gymrelay"))
+        .args(["backup", "--admin-url", &app.admin_url, "--config"])
+        .arg(&config)
+        .arg("--to")
+        .arg(&second)
+        .output()
+        .expect("backup runs");
+    let complaint = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{complaint}");
+    assert!(
+        second.join("db").exists(),
+        "the copy is where it was asked for"
+    );
     app.stop().await;
 
     let copy = Store::open(
