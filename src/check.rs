@@ -159,10 +159,7 @@ fn check_selection(tenant: &Tenant, out: &mut impl Write) -> io::Result<()> {
     for (family, selection) in families {
         let name = family.family();
         let samples = serde_json::Value::Array(data.samples(*family, SAMPLES));
-        let list = match selection {
-            crate::entity_selection::Selection::Keep(_) => "keep",
-            crate::entity_selection::Selection::Omit(_) => "omit",
-        };
+        let list = selection.kind();
         for (i, path) in selection.paths().iter().enumerate() {
             // A warning, not an error: the simulator's records do not have every optional
             // field the vendor documents, and refusing a real field would push a partner to

@@ -53,6 +53,14 @@ pub enum Selection {
 }
 
 impl Selection {
+    /// Its name in the tenant file: `keep` or `omit`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Selection::Keep(_) => "keep",
+            Selection::Omit(_) => "omit",
+        }
+    }
+
     pub fn paths(&self) -> &[FieldPath] {
         match self {
             Selection::Keep(paths) | Selection::Omit(paths) => paths,
@@ -94,14 +102,6 @@ pub struct EntitySelection {
 impl EntitySelection {
     pub fn new(by_family: HashMap<Endpoint, Selection>) -> EntitySelection {
         EntitySelection { by_family }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_family.is_empty()
-    }
-
-    pub fn get(&self, family: Endpoint) -> Option<&Selection> {
-        self.by_family.get(&family)
     }
 
     pub fn apply(&self, family: Endpoint, entity: Value) -> Value {

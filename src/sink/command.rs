@@ -11,7 +11,7 @@ use tokio::process::Command;
 use crate::failure::Failure;
 
 /// The exit code by which a program refuses an event for good (sysexits.h).
-pub const EX_DATAERR: i32 = 65;
+const EX_DATAERR: i32 = 65;
 
 /// The only variables a command inherits from the relay.
 const INHERITED: [&str; 5] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ"];

@@ -29,22 +29,20 @@ pub(super) fn build(
                     format!("not an answer family; one of {}", families()),
                 )
             })?;
-        let (list, texts) = match (selection.keep, selection.omit) {
-            (Some(keep), None) => ("keep", keep),
-            (None, Some(omit)) => ("omit", omit),
-            _ => return Err(err(&field, "set either keep or omit".into())),
+        let parse = |list: &str, texts: Vec<String>| {
+            texts
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    FieldPath::parse(text)
+                        .map_err(|reason| err(&format!("{field}.{list}[{i}]"), reason))
+                })
+                .collect::<Result<Vec<_>, _>>()
         };
-        let paths = texts
-            .iter()
-            .enumerate()
-            .map(|(i, text)| {
-                FieldPath::parse(text)
-                    .map_err(|reason| err(&format!("{field}.{list}[{i}]"), reason))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let selection = match list {
-            "keep" => Selection::Keep(paths),
-            _ => Selection::Omit(paths),
+        let selection = match (selection.keep, selection.omit) {
+            (Some(keep), None) => Selection::Keep(parse("keep", keep)?),
+            (None, Some(omit)) => Selection::Omit(parse("omit", omit)?),
+            _ => return Err(err(&field, "set either keep or omit".into())),
         };
         by_family.insert(endpoint, selection);
     }
@@ -52,7 +50,7 @@ pub(super) fn build(
 }
 
 /// The family names, as `[entity.<family>]` takes them.
-pub fn families() -> String {
+fn families() -> String {
     Endpoint::ALL
         .iter()
         .map(|e| e.family())
