@@ -127,9 +127,7 @@ fn acme_settings(pebble_directory: &str, ca: &Path, cache: PathBuf) -> AcmeConfi
 #[actix_rt::test]
 async fn issues_a_certificate_from_pebble_and_serves_it_from_the_cache_after_a_restart() {
     if !pebble_installed() {
-        eprintln!(
-            "SKIPPED: pebble is not installed (apt-get install pebble); ACME issuance not tested"
-        );
+        skip("pebble is not installed (apt-get install pebble); ACME issuance not tested");
         return;
     }
     let work = tempfile::tempdir().unwrap();

@@ -56,9 +56,9 @@ async fn the_status_page_shows_studios_and_events_and_replays_a_dead_letter() {
     let chromium = find_program(&["chromium", "chromium-browser"]);
     let chromedriver = find_program(&["chromedriver"]);
     let (Some(chromium), Some(chromedriver)) = (chromium, chromedriver) else {
-        eprintln!(
-            "SKIPPED the browser test: no chromium and chromedriver on PATH \
-             (apt-get install chromium chromium-driver; .ci/run installs them)"
+        skip(
+            "the browser test: no chromium and chromedriver on PATH \
+             (apt-get install chromium chromium-driver; .ci/run installs them)",
         );
         return;
     };

@@ -25,7 +25,7 @@ async fn debug_json_logs_carry_one_line_per_webhook_and_no_secret() {
     let client = awc::Client::default();
     let uuid = unique("logged");
     for studio in ["berlin", "hamburg"] {
-        assert_eq!(notify_at(&client, &relay.url, studio, &uuid).await, 200);
+        assert_eq!(notify_at(&client, &relay.url, studio, &uuid, 3).await, 200);
     }
     post_with(&client, &relay.url, Some("wrong-key-guess"), b"{}".to_vec()).await;
     eventually("the rejection and the sink failure to be logged", || {

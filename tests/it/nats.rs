@@ -23,7 +23,7 @@ fn nats_installed() -> bool {
 macro_rules! require_nats {
     () => {
         if !nats_installed() {
-            eprintln!("SKIPPED: nats-server is not installed (apt-get install nats-server)");
+            skip("nats-server is not installed (apt-get install nats-server)");
             return;
         }
     };

@@ -305,7 +305,7 @@ async fn sink_url_secrets_never_show() {
     let client = awc::Client::default();
     let uuid = unique("secret");
     for studio in ["berlin", "hamburg"] {
-        assert_eq!(notify_at(&client, &relay.url, studio, &uuid).await, 200);
+        assert_eq!(notify_at(&client, &relay.url, studio, &uuid, 3).await, 200);
     }
     let shows_secret = |text: &str| SECRETS.iter().any(|s| text.contains(s));
 

@@ -17,7 +17,10 @@ async fn a_failed_sync_stops_the_relay_with_75_and_a_restart_takes_webhooks_agai
     let mut acknowledged = Vec::new();
     for _ in 0..10 {
         let uuid = unique("sync");
-        assert_eq!(notify_at(&client, &relay.url, "berlin", &uuid).await, 200);
+        assert_eq!(
+            notify_at(&client, &relay.url, "berlin", &uuid, 3).await,
+            200
+        );
         acknowledged.push(uuid);
     }
     // The committer syncs the directory of sled's blob files: without it, the sync fails, as
@@ -42,7 +45,10 @@ async fn a_failed_sync_stops_the_relay_with_75_and_a_restart_takes_webhooks_agai
     // What systemd's Restart=on-failure does (sled makes its blob directory again).
     let relay = RelayProcess::start(dir.path(), "").await;
     let again = unique("again");
-    assert_eq!(notify_at(&client, &relay.url, "berlin", &again).await, 200);
+    assert_eq!(
+        notify_at(&client, &relay.url, "berlin", &again, 3).await,
+        200
+    );
     acknowledged.push(again);
     let path = dir.path().join("out/berlin.ndjson");
     eventually("every acknowledged event in the sink", || {
