@@ -183,6 +183,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_logged_body_is_one_short_line() {
+        assert_eq!(
+            excerpt("  no such\t\u{1b}[2Jhook\r\nat all "),
+            "no such [2Jhook at all"
+        );
+        let long = excerpt(&"x".repeat(4000));
+        assert_eq!(long.chars().count(), BODY_SHOWN_CHARS + "...".len());
+        assert!(long.ends_with("x..."));
+    }
+
+    #[actix_rt::test]
+    async fn only_the_start_of_a_body_is_read() {
+        let chunks = (0..10).map(|_| Ok::<_, PayloadError>(Bytes::from(vec![b'a'; 500])));
+        let start = read_start(futures_util::stream::iter(chunks)).await;
+        assert_eq!(start.len(), BODY_READ_AT_MOST);
+    }
+
+    #[test]
     fn matches_the_standard_webhooks_reference_vector() {
         // The example from the Standard Webhooks specification.
         let key = signing_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
