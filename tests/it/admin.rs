@@ -29,11 +29,7 @@ async fn health_readiness_and_metrics_move_with_traffic() {
     app.post(Some("nope"), "{}").await;
     app.post(Some(&webhook_key("berlin")), "{}").await;
     app.delivered("berlin", 4).await;
-    eventually("the inbox to empty", || async {
-        let json = app.admin_json("GET", "/api/studios").await;
-        (json["studios"][0]["inbox_depth"] == 0).then_some(())
-    })
-    .await;
+    app.inbox_emptied().await;
 
     let (status, metrics) = app.admin("GET", "/metrics").await;
     assert_eq!(status, 200);

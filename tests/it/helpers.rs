@@ -269,6 +269,15 @@ impl TestApp {
         .await
     }
 
+    /// Waits until the first studio's inbox is empty: every event delivered (or buried).
+    pub async fn inbox_emptied(&self) {
+        eventually("the inbox to empty", || async {
+            let studios = self.admin_json("GET", "/api/studios").await;
+            (studios["studios"][0]["inbox_depth"] == 0).then_some(())
+        })
+        .await;
+    }
+
     pub async fn stop(self) {
         self.handle.stop().await;
         self.running

@@ -235,11 +235,7 @@ async fn a_broker_killed_and_restarted_mid_run_loses_and_duplicates_nothing() {
         async move { (stream_count(&url).await >= 2_000).then_some(()) }
     })
     .await;
-    eventually("the inbox to empty", || async {
-        let studios = app.admin_json("GET", "/api/studios").await;
-        (studios["studios"][0]["inbox_depth"] == 0).then_some(())
-    })
-    .await;
+    app.inbox_emptied().await;
     let messages = stream_messages(&url).await;
     let expected: Vec<&str> = first.iter().chain(&second).map(String::as_str).collect();
     assert_eq!(

@@ -211,11 +211,7 @@ async fn pausing_and_editing_the_studio_mid_flight_loses_nothing() {
     .await;
 
     app.delivered("berlin", sent.len()).await;
-    eventually("the inbox to empty", || async {
-        let studios = app.admin_json("GET", "/api/studios").await;
-        (studios["studios"][0]["inbox_depth"] == 0).then_some(())
-    })
-    .await;
+    app.inbox_emptied().await;
     let delivered = read_ndjson(&app.output("berlin"));
     let expected: Vec<&str> = sent.iter().map(String::as_str).collect();
     assert_eq!(first_seen(&delivered), expected, "each, in order");
@@ -242,10 +238,6 @@ async fn webhooks_of_one_studio_arriving_at_once_are_all_delivered() {
     let mut expected: Vec<&str> = sent.iter().map(String::as_str).collect();
     expected.sort_unstable();
     assert_eq!(got, expected, "every one delivered");
-    eventually("the inbox to empty", || async {
-        let studios = app.admin_json("GET", "/api/studios").await;
-        (studios["studios"][0]["inbox_depth"] == 0).then_some(())
-    })
-    .await;
+    app.inbox_emptied().await;
     app.stop().await;
 }
