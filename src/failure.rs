@@ -46,6 +46,33 @@ impl Failure {
         }
     }
 
+    /// What an HTTP answer that is no success means, by one rule for the Open API and the http
+    /// sink: 429 asks for a pause; any other 4xx but 408 cannot be helped by sending again; the
+    /// rest (408, 5xx, 503 throttling, a redirect that is not followed) is worth retrying.
+    /// `Retry-After` goes with every kind that waits.
+    pub fn of_status(
+        status: u16,
+        reason: impl fmt::Display,
+        retry_after: Option<Duration>,
+    ) -> Failure {
+        let reason = reason.to_string();
+        match status {
+            429 => Failure::RateLimited {
+                reason,
+                retry_after,
+            },
+            408 => Failure::Transient {
+                reason,
+                retry_after,
+            },
+            400..=499 => Failure::Permanent { reason },
+            _ => Failure::Transient {
+                reason,
+                retry_after,
+            },
+        }
+    }
+
     /// The same failure with `context` in front of its reason (`POST https://crm/x: 500`).
     pub fn context(self, context: impl fmt::Display) -> Failure {
         let prefix = |reason: String| format!("{context}: {reason}");
@@ -138,6 +165,26 @@ mod tests {
     use super::*;
 
     const DAY: Duration = Duration::from_secs(86_400);
+
+    #[test]
+    fn http_statuses_map_to_one_kind_each() {
+        let kind = |status| Failure::of_status(status, status, None).kind();
+        assert_eq!(kind(429), "rate_limited");
+        for status in [400, 404, 410, 422] {
+            assert_eq!(kind(status), "permanent", "{status}");
+        }
+        for status in [302, 408, 500, 503] {
+            assert_eq!(kind(status), "transient", "{status}");
+        }
+        let after = Some(Duration::from_secs(7));
+        assert_eq!(
+            Failure::of_status(503, "503", after),
+            Failure::Transient {
+                reason: "503".into(),
+                retry_after: after
+            }
+        );
+    }
 
     #[test]
     fn permanent_is_a_dead_letter_at_once() {

@@ -113,23 +113,23 @@ impl OpenApiClient {
                 Err(e) => transient(format!("reading the response failed: {e}")),
             },
             StatusCode::NOT_FOUND => Ok(Answer::NotFound),
-            StatusCode::TOO_MANY_REQUESTS => Err(Failure::RateLimited {
-                reason: "429 Too Many Requests".into(),
-                retry_after,
-            }),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(Failure::Credentials {
                 reason: format!("Open API answered {status} to the studio's key"),
             }),
-            StatusCode::REQUEST_TIMEOUT => transient("408 request timeout".into()),
-            s if s.is_client_error() => Err(Failure::permanent(
-                vendor_message(&mut response)
-                    .await
-                    .unwrap_or_else(|| s.to_string()),
+            s if s.is_redirection() => Err(Failure::of_status(
+                s.as_u16(),
+                format!("{s} redirect not followed: check the studio's base_url"),
+                retry_after,
             )),
-            s if s.is_redirection() => transient(format!(
-                "{s} redirect not followed: check the studio's base_url"
-            )),
-            s => transient(s.to_string()),
+            s => match Failure::of_status(s.as_u16(), s, retry_after) {
+                // The vendor says why in its error body.
+                Failure::Permanent { .. } => Err(Failure::permanent(
+                    vendor_message(&mut response)
+                        .await
+                        .unwrap_or_else(|| s.to_string()),
+                )),
+                failure => Err(failure),
+            },
         };
         Reply::of(status.as_u16(), outcome)
     }

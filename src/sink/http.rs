@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix_web::web::Bytes;
 use awc::error::PayloadError;
 use awc::http::header::{HeaderValue, RETRY_AFTER};
-use awc::http::{StatusCode, Uri};
+use awc::http::Uri;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use futures_util::{Stream, StreamExt};
@@ -95,32 +95,27 @@ impl HttpSink {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        Err(match status {
-            StatusCode::TOO_MANY_REQUESTS => Failure::RateLimited {
-                reason: status.to_string(),
-                retry_after,
-            },
-            StatusCode::SERVICE_UNAVAILABLE => Failure::Transient {
-                reason: status.to_string(),
-                retry_after,
-            },
-            StatusCode::REQUEST_TIMEOUT => Failure::transient(status),
-            // Following one could carry the URL's token to another host.
-            s if s.is_redirection() => Failure::transient(format!("{s}: redirect not followed")),
-            s if s.is_client_error() => {
+        // A redirect is not followed: it could carry the URL's token to another host.
+        let reason = match status.is_redirection() {
+            true => format!("{status}: redirect not followed"),
+            false => status.to_string(),
+        };
+        let failure = Failure::of_status(status.as_u16(), reason, retry_after);
+        Err(match failure {
+            Failure::Permanent { .. } => {
                 // The receiver's own words say why, but they may repeat the event, a member's
                 // data included: they go to the debug log, never into the failure, which is
                 // stored with the event and shown by the admin API.
                 let start = read_start(response.timeout(self.timeout)).await;
                 let start = excerpt(&self.url.scrub(&String::from_utf8_lossy(&start)));
                 if !start.is_empty() {
-                    tracing::debug!(url = %self.url, status = %s, body = %start, "http sink refused an event");
+                    tracing::debug!(url = %self.url, status = %status, body = %start, "http sink refused an event");
                 }
                 Failure::permanent(format!(
-                    "{s} (the answer's body is logged at debug level only)"
+                    "{status} (the answer's body is logged at debug level only)"
                 ))
             }
-            s => Failure::transient(s),
+            failure => failure,
         })
     }
 }
@@ -181,6 +176,7 @@ pub fn sign(key: &[u8], id: &str, timestamp: u64, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use awc::http::StatusCode;
 
     #[test]
     fn a_logged_body_is_one_short_line() {
