@@ -111,7 +111,7 @@ pub(super) fn build(
                 format!("{shown}: put credentials in user and password_env (or token_env, creds_file), not in the URL"),
             ));
         }
-        servers.push(RedactedUrl::new(url));
+        servers.push(shown);
     }
     let subject = raw.subject.unwrap_or_else(|| DEFAULT_SUBJECT.to_string());
     check_subject(&subject).map_err(|reason| err(&field("subject"), reason))?;

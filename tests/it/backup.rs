@@ -12,15 +12,7 @@ async fn a_backup_under_load_holds_every_event_acknowledged_before_it() {
     let app = spawn_app_with(vec![Studio::new("berlin")], unlimited_intake).await;
     // Paused, so the events wait in the inbox and the copy must hold them.
     app.admin_json("POST", "/api/studios/berlin/pause").await;
-    let mut before = Vec::new();
-    for _ in 0..200 {
-        let uuid = unique("b");
-        assert_eq!(
-            app.notify("berlin", &uuid, "CUSTOMER_DELETED", 1).await.0,
-            200
-        );
-        before.push(uuid);
-    }
+    let before = send_deletions(&app, "berlin", &unique("b"), 200).await;
     // Outside the relay's own temp dir, which goes with it.
     let backups = tempfile::tempdir().unwrap();
     let target = backups.path().join("backup");

@@ -48,15 +48,7 @@ async fn a_full_disk_gets_503_and_webhooks_are_taken_again_by_themselves_when_sp
         unlimited_intake(config);
     })
     .await;
-    let mut accepted = Vec::new();
-    for _ in 0..20 {
-        let uuid = unique("full");
-        assert_eq!(
-            app.notify("berlin", &uuid, "CUSTOMER_DELETED", 1).await.0,
-            200
-        );
-        accepted.push(uuid);
-    }
+    let mut accepted = send_deletions(&app, "berlin", &unique("full"), 20).await;
 
     // Fill the file system to 4 MiB short of full: below the 8 MiB floor.
     let ballast = tmpfs.dir.path().join("ballast");

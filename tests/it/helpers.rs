@@ -353,6 +353,21 @@ where
     }
 }
 
+/// Sends `n` deletions (no Open API request needed) for `studio`, one after another, so the
+/// inbox's order is the order of `ids`.
+pub async fn send_deletions(app: &TestApp, studio: &str, prefix: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let uuid = format!("{prefix}-{i}");
+        let (status, _) = app
+            .notify(studio, &uuid, "CUSTOMER_DELETED", i as i64 + 1)
+            .await;
+        assert_eq!(status, 200);
+        ids.push(uuid);
+    }
+    ids
+}
+
 /// Says a test is skipped because this machine lacks what it needs, or fails it where it must
 /// run (`.ci/run` sets `GYMRELAY_TESTS_REQUIRE_ALL`, so CI never passes by skipping).
 pub fn skip(reason: &str) {
