@@ -100,8 +100,9 @@ pub async fn check(args: &CheckArgs, out: &mut impl Write) -> io::Result<usize> 
     let mut problems = loaded.errors.len() + usize::from(refused.is_some());
     // Loaded studios with a problem; a file that did not load is one of `broken_files`.
     let mut troubled: HashSet<&StudioId> = HashSet::new();
+    let samples = crate::simulate::DataSet::new("sample", 1);
     for tenant in &loaded.tenants {
-        check_selection(tenant, out)?;
+        check_selection(tenant, &samples, out)?;
     }
 
     if args.online {
@@ -152,8 +153,11 @@ const SAMPLES: i64 = 40;
 
 /// Warns of each `[entity]` path that matches no field of the simulator's records (which follow
 /// the vendor's documented shapes), and shows what a sink would receive for a sample record.
-fn check_selection(tenant: &Tenant, out: &mut impl Write) -> io::Result<()> {
-    let data = crate::simulate::DataSet::new("sample", 1);
+fn check_selection(
+    tenant: &Tenant,
+    data: &crate::simulate::DataSet,
+    out: &mut impl Write,
+) -> io::Result<()> {
     let mut families: Vec<_> = tenant.entity.families().collect();
     families.sort_by_key(|(family, _)| family.family());
     for (family, selection) in families {
