@@ -369,11 +369,11 @@ pub async fn send_deletions(app: &TestApp, studio: &str, prefix: &str, n: usize)
 }
 
 /// Says a test is skipped because this machine lacks what it needs, or fails it where it must
-/// run (`.ci/run` sets `GYMRELAY_TESTS_REQUIRE_ALL`, so CI never passes by skipping).
+/// run (`.ci/run` sets `TESTS_REQUIRE_ALL_SERVERS`, so CI never passes by skipping).
 pub fn skip(reason: &str) {
     assert!(
-        std::env::var_os("GYMRELAY_TESTS_REQUIRE_ALL").is_none(),
-        "cannot run here, and GYMRELAY_TESTS_REQUIRE_ALL is set: {reason}"
+        std::env::var_os("TESTS_REQUIRE_ALL_SERVERS").is_none(),
+        "cannot run here, and TESTS_REQUIRE_ALL_SERVERS is set: {reason}"
     );
     eprintln!("SKIPPED: {reason}");
 }
