@@ -54,6 +54,7 @@ pub struct Relay {
     arbiters: Vec<Arbiter>,
     file_writers: FileWriters,
     pruner: JoinHandle<()>,
+    heartbeat: JoinHandle<()>,
     disk_watch: JoinHandle<()>,
     reloader: Reloader,
 }
@@ -91,6 +92,11 @@ impl Relay {
             tracing::warn!(%studio, pending, "events kept on disk for a studio that is not loaded");
         }
         tracing::info!(studios = registry.len(), "studios loaded");
+        // Read before the first new beat overwrites it.
+        if let Some(down_for) = crate::downtime::sweep_after_downtime(&store, &registry) {
+            tracing::info!(down_secs = down_for.as_secs(), "started after a downtime");
+        }
+        let heartbeat = crate::downtime::spawn_heartbeat(store.clone());
         let reloader = Reloader::start(studios.clone())?;
 
         let pruner = spawn_pruner(
@@ -182,6 +188,7 @@ impl Relay {
             arbiters,
             file_writers,
             pruner,
+            heartbeat,
             disk_watch,
             reloader,
         })
@@ -230,6 +237,7 @@ impl Relay {
         storage.abort();
         let sync_failed = failure.get().cloned();
         self.pruner.abort();
+        self.heartbeat.abort();
         self.disk_watch.abort();
         self.reloader.stop();
         for arbiter in &self.arbiters {
@@ -246,6 +254,7 @@ impl Relay {
                 "file sink writes still under way at exit; their events are delivered again after a restart"
             );
         }
+        crate::downtime::beat(&self.store);
         if let Err(e) = self.store.sync().await {
             tracing::error!(error = %e, "final flush failed");
         }

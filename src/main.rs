@@ -35,6 +35,9 @@ enum Command {
     Backup(gymrelay::backup_cli::BackupArgs),
     /// Remove what the running relay keeps of one member (a GDPR erasure request).
     Erase(gymrelay::erase_cli::EraseArgs),
+    /// Sweep a studio's customers in the Open API and emit what changed since the last sweep
+    /// (through the running relay's admin API).
+    Reconcile(gymrelay::reconcile_cli::ReconcileArgs),
     /// Run the relay with a simulated PerfectGym Next (two studios) for a first look.
     Demo(gymrelay::demo::DemoArgs),
     /// Run the stand-in PerfectGym Next on its own (Open API and webhook sender).
@@ -60,6 +63,9 @@ fn main() -> ExitCode {
                 .map_err(Into::into),
             Command::Backup(args) => gymrelay::backup_cli::run(args).await.map_err(Into::into),
             Command::Erase(args) => gymrelay::erase_cli::run(args).await.map_err(Into::into),
+            Command::Reconcile(args) => {
+                gymrelay::reconcile_cli::run(args).await.map_err(Into::into)
+            }
             Command::Demo(args) => gymrelay::demo::run(args).await.map_err(Into::into),
             Command::Simulate(args) => gymrelay::simulate::run(args).await,
         }

@@ -30,6 +30,11 @@ pub struct Metrics {
     pub dead_letters_expired: IntCounterVec,
     /// Webhooks with a missing or unknown key, by source address (at most 256, then "other").
     pub unauthorized_sources: IntCounterVec,
+    /// Pages of the customer list a reconcile sweep has read, by studio.
+    pub reconcile_pages: IntCounterVec,
+    /// Customers a sweep handed to the sinks, by studio and change (added, changed,
+    /// deleted, unchanged).
+    pub reconcile_events: IntCounterVec,
 }
 
 impl Metrics {
@@ -110,6 +115,16 @@ impl Metrics {
                 "sink_deliveries_total",
                 "Sink deliveries, by studio, sink and result",
                 &["studio", "sink", "result"],
+            ),
+            reconcile_pages: counter(
+                "reconcile_pages_total",
+                "Customer list pages read by reconcile sweeps, by studio",
+                &["studio"],
+            ),
+            reconcile_events: counter(
+                "reconcile_events_total",
+                "CUSTOMER_RECONCILED events handed to the sinks, by studio and change",
+                &["studio", "change"],
             ),
             dead_letters: gauge(
                 "dead_letters",

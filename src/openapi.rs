@@ -16,6 +16,10 @@ use crate::outbound::Outbound;
 /// room for one, from when they were.)
 pub const MAX_RESPONSE_BYTES: usize = 128 * 1024;
 
+/// A page of the customer list holds up to 100 records; it is read, compared and dropped, one
+/// page at a time per studio.
+pub const MAX_LIST_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
 /// A successful answer: what sinks receive as the entity.
 #[derive(Debug)]
 pub enum Answer {
@@ -71,7 +75,8 @@ impl OpenApiClient {
         })
     }
 
-    pub async fn get(&self, path: &str) -> Reply {
+    /// Answers larger than `max_bytes` are refused for good.
+    pub async fn get(&self, path: &str, max_bytes: usize) -> Reply {
         let url = format!("{}{}", self.base_url, path);
         let response = self
             .client
@@ -102,13 +107,13 @@ impl OpenApiClient {
             })
         };
         let outcome = match status {
-            StatusCode::OK => match response.body().limit(MAX_RESPONSE_BYTES).await {
+            StatusCode::OK => match response.body().limit(max_bytes).await {
                 Ok(body) => match serde_json::from_slice(&body) {
                     Ok(value) => Ok(Answer::Found(value)),
                     Err(e) => transient(format!("200 with a body that is not JSON: {e}")),
                 },
                 Err(awc::error::PayloadError::Overflow) => Err(Failure::permanent(format!(
-                    "response larger than {MAX_RESPONSE_BYTES} bytes"
+                    "response larger than {max_bytes} bytes"
                 ))),
                 Err(e) => transient(format!("reading the response failed: {e}")),
             },

@@ -17,9 +17,12 @@ pub enum Endpoint {
     Employee,
     StudioInformation,
     TaxAdvisorExport,
+    /// `GET /v1/customers`, the paged list a reconcile sweep reads; no event needs it.
+    CustomerList,
 }
 
 impl Endpoint {
+    /// The endpoints events need, each a family of `[entity.<family>]`.
     pub const ALL: [Endpoint; 9] = [
         Endpoint::Customer,
         Endpoint::CommunicationPreferences,
@@ -46,6 +49,7 @@ impl Endpoint {
             Endpoint::Employee => "/v1/employees/{id}",
             Endpoint::StudioInformation => "/v1/studios/information",
             Endpoint::TaxAdvisorExport => "/v1/taxadvisor/exports/{id}",
+            Endpoint::CustomerList => "/v1/customers",
         }
     }
 
@@ -74,14 +78,16 @@ impl Endpoint {
     }
 }
 
-/// Every endpoint template [`route`] can produce.
-pub const ENDPOINTS: [&str; 9] = {
-    let mut templates = [""; 9];
+/// Every endpoint template the studio's budget counts: those [`route`] can produce, and the
+/// customer list.
+pub const ENDPOINTS: [&str; 10] = {
+    let mut templates = [""; 10];
     let mut i = 0;
-    while i < templates.len() {
+    while i < Endpoint::ALL.len() {
         templates[i] = Endpoint::ALL[i].template();
         i += 1;
     }
+    templates[i] = Endpoint::CustomerList.template();
     templates
 };
 
@@ -166,6 +172,7 @@ pub fn route(t: &str, entity_id: Option<i64>, class_id: Option<i64>) -> Route {
         Endpoint::Employee => format!("/v1/employees/{id}"),
         Endpoint::StudioInformation => "/v1/studios/information".into(),
         Endpoint::TaxAdvisorExport => format!("/v1/taxadvisor/exports/{id}"),
+        Endpoint::CustomerList => return Route::Skip(Skip::NoEndpoint),
     };
     Route::Fetch(Request { endpoint, path })
 }

@@ -40,6 +40,9 @@ pub struct StatusSnapshot {
     /// Set while the tenant file is broken and the last good version keeps running.
     pub config_error: Option<String>,
     pub budget: BTreeMap<String, EndpointUse>,
+    /// The sweep under way and the last one that ended, once the studio has swept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconcile: Option<crate::reconcile::SweepRecord>,
     /// The Open API's trouble and a sink's, kept apart: fetching and delivering run at the same
     /// time, and one side's success must not hide the other's failure. `state`, `last_error`
     /// and `failing_sink` are derived from them.
@@ -135,6 +138,12 @@ impl StudioStatus {
 
     pub fn budget(&self, endpoint: &str, usage: EndpointUse) {
         self.lock().budget.insert(endpoint.to_string(), usage);
+    }
+
+    pub fn reconcile(&self, record: &crate::reconcile::SweepRecord) {
+        let shown = (record.running.is_some() || record.last.is_some() || record.failure.is_some())
+            .then(|| record.clone());
+        self.lock().reconcile = shown;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, StatusSnapshot> {

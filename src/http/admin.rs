@@ -57,6 +57,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     "/studios/{studio}/erase",
                     web::post().to(super::erase::erase),
                 )
+                .route(
+                    "/studios/{studio}/reconcile",
+                    web::post().to(super::reconcile::start),
+                )
+                .route(
+                    "/studios/{studio}/reconcile",
+                    web::get().to(super::reconcile::show),
+                )
                 .route("/backup", web::post().to(super::backup::backup)),
         );
 }

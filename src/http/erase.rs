@@ -56,13 +56,15 @@ pub async fn erase(
             );
         }
     }
-    let (dead_letters, pending) = {
+    let (dead_letters, pending, fingerprint) = {
         let store = state.store.clone();
         let studio = studio.clone();
         let erased = web::block(move || {
             let removed = store.erase_dead_letters(&studio, customer)?;
             let pending = store.pending_about(&studio, customer)?;
-            Ok::<_, crate::store::StoreError>((removed, pending))
+            // A digest of the member's record, kept to tell changes apart in reconcile sweeps.
+            let fingerprint = store.reconcile().forget(&studio, customer)?;
+            Ok::<_, crate::store::StoreError>((removed, pending, fingerprint))
         })
         .await;
         match erased {
@@ -79,7 +81,11 @@ pub async fn erase(
     HttpResponse::Ok().json(json!({
         "studio": studio.as_str(),
         "customer": customer,
-        "removed": {"dead_letters": dead_letters, "recent_activity": activity},
+        "removed": {
+            "dead_letters": dead_letters,
+            "recent_activity": activity,
+            "reconcile_fingerprint": fingerprint,
+        },
         "pending_events": pending,
     }))
 }

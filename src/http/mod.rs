@@ -5,4 +5,5 @@ mod backup;
 mod erase;
 pub mod ingest;
 pub mod limits;
+mod reconcile;
 pub mod status_page;

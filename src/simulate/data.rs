@@ -411,6 +411,8 @@ impl DataSet {
                 Employee => self.employee(id),
                 StudioInformation => Some(self.studio_information()),
                 TaxAdvisorExport => self.tax_advisor_export(id),
+                // A list, not one entity: its records are customers.
+                CustomerList => self.customer(id),
             })
             .collect()
     }

@@ -8,6 +8,7 @@ mod committer;
 mod counts;
 mod digest;
 mod digest_set;
+mod reconcile;
 mod seen;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
@@ -19,6 +20,7 @@ pub use committer::CommitError;
 use committer::Committer;
 use counts::Counts;
 use digest::UuidDigest;
+pub use reconcile::{FingerprintUpdate, ReconcileStore};
 use seen::SeenMarks;
 
 use crate::event::{DeadLetter, QueuedEvent};
@@ -106,6 +108,7 @@ pub struct Store {
     dead: sled::Tree,
     budgets: sled::Tree,
     unreadable: sled::Tree,
+    reconcile: ReconcileStore,
     committer: Committer,
     /// Entries per studio in the inbox and the dead letters, moved by every insert and removal.
     waiting: Counts,
@@ -161,6 +164,7 @@ impl Store {
             dead,
             budgets: db.open_tree(BUDGETS)?,
             unreadable: db.open_tree(UNREADABLE)?,
+            reconcile: ReconcileStore::open(&db)?,
             arrival_order: ArrivalOrder::default(),
             db,
             committer,
@@ -424,6 +428,11 @@ impl Store {
             .ok()?;
         let head: Received = serde_json::from_slice(&value).ok()?;
         Some((now_ms - head.received_at_ms).max(0))
+    }
+
+    /// Reconcile's fingerprints, sweep records and the relay's heartbeat.
+    pub fn reconcile(&self) -> &ReconcileStore {
+        &self.reconcile
     }
 
     /// A studio's recent Open API use, so a restart does not forget the current minute.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::report::Report;
 use super::window::Dead;
-use crate::event::{now_millis, DeadLetter, QueuedEvent};
+use crate::event::{now_millis, DeadLetter, EnrichedEvent, QueuedEvent};
 use crate::failure::{self, Failure, Next};
 use crate::sink::{Outgoing, Sink};
 use crate::store::{InboxEntry, Store};
@@ -39,8 +39,8 @@ impl Deliverer {
     }
 
     /// Delivers consecutive enriched events to every sink that does not have them yet; returns
-    /// once each is delivered (and removed from the inbox) or buried.
-    pub async fn deliver(self: Rc<Self>, mut entries: Vec<InboxEntry>) {
+    /// once each is delivered (and removed from the inbox) or buried, with those delivered.
+    pub async fn deliver(self: Rc<Self>, mut entries: Vec<InboxEntry>) -> Vec<InboxEntry> {
         let mut dead: Vec<Option<Dead>> = vec![None; entries.len()];
         let bodies: Vec<Vec<u8>> = entries
             .iter()
@@ -72,6 +72,7 @@ impl Deliverer {
                 }
             }
         }
+        let mut delivered = Vec::with_capacity(entries.len());
         for (entry, dead) in entries.into_iter().zip(dead) {
             match dead {
                 Some(dead) => self.bury(entry, dead).await,
@@ -80,9 +81,67 @@ impl Deliverer {
                     tracing::debug!(id = %entry.event.id, r#type = %entry.event.event_type, ?status, "delivered");
                     self.report.delivered(&entry.event, status);
                     self.finish(&entry).await;
+                    delivered.push(entry);
                 }
             }
         }
+        delivered
+    }
+
+    /// Hands events that are not in the inbox (a reconcile sweep's) to every sink, retrying
+    /// what fails until it is taken. An event a sink refuses for good is left out for that sink
+    /// and logged: the sweep that made it cannot be replayed from a dead letter, and would
+    /// otherwise stop. Returns how many events some sink refused.
+    pub async fn hand_over(self: Rc<Self>, events: &[EnrichedEvent]) -> usize {
+        let bodies: Vec<Vec<u8>> = events
+            .iter()
+            .map(|e| serde_json::to_vec(e).unwrap_or_default())
+            .collect();
+        let mut refused = 0;
+        for (key, sink) in &self.sinks {
+            let mut next = 0;
+            let mut attempt = 0;
+            while next < events.len() {
+                let batch: Vec<Outgoing> = events[next..]
+                    .iter()
+                    .zip(&bodies[next..])
+                    .map(|(event, body)| Outgoing {
+                        id: &event.id,
+                        event_type: &event.event_type,
+                        entity_id: event.entity_id,
+                        body,
+                    })
+                    .collect();
+                let (taken, failure) = match sink.deliver_all(&batch).await {
+                    Ok(()) => (batch.len(), None),
+                    Err((taken, failure)) => (taken, Some(failure)),
+                };
+                drop(batch);
+                self.report.sink_delivered(key, taken);
+                next += taken;
+                let Some(failure) = failure else {
+                    if attempt > 0 {
+                        self.report.sink_recovered();
+                    }
+                    break;
+                };
+                attempt = if taken > 0 { 1 } else { attempt + 1 };
+                self.report.sink_failed(key, &failure);
+                match failure::next(&failure, attempt, Duration::ZERO, Duration::MAX) {
+                    Next::DeadLetter => {
+                        tracing::error!(id = %events[next].id, sink = %key, error = %failure, "a sink refused a reconciled event; it is left out for that sink");
+                        refused += 1;
+                        next += 1;
+                        attempt = 0;
+                    }
+                    Next::RetryAfter(delay) | Next::Hold(delay) => {
+                        tracing::warn!(id = %events[next].id, sink = %key, attempt, error = %failure, retry_in = ?delay, "sink delivery failed");
+                        actix_rt::time::sleep(delay).await;
+                    }
+                }
+            }
+        }
+        refused
     }
 
     async fn deliver_to(

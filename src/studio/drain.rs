@@ -14,13 +14,15 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use super::deliver::{Deliverer, STORE_RETRY};
 use super::enrich::{Enricher, Fetched, Go, Outcome};
 use super::report::Report;
+use super::sweep::{self, PagePlan, SweepStage};
 use super::window::Window;
 use super::{InboxBell, StudioDeps};
+use crate::event::now_millis;
 use crate::openapi::OpenApiClient;
 use crate::ratelimit::Budget;
-use crate::route::Request;
+use crate::route::{Endpoint, Request};
 use crate::sink::Sink;
-use crate::store::Store;
+use crate::store::{InboxEntry, Store};
 use crate::tenant::{StudioId, Tenant};
 
 /// Most events handed to the sinks together.
@@ -34,6 +36,15 @@ pub struct Worker {
     pub enricher: Enricher,
     pub deliverer: Rc<Deliverer>,
     pub report: Rc<Report>,
+    pub sweep: SweepStage,
+}
+
+/// What the delivery under way was.
+enum Delivered {
+    /// Live events, delivered and removed from the inbox (buried ones left out).
+    Live(Vec<InboxEntry>),
+    /// A reconcile page, and how many of its events a sink refused.
+    Page(Box<PagePlan>, usize),
 }
 
 impl Worker {
@@ -92,6 +103,13 @@ impl Worker {
                 tenant.entity.clone(),
                 Rc::clone(&report),
             ),
+            sweep: SweepStage::new(
+                tenant.id.clone(),
+                deps.store.clone(),
+                tenant.reconcile.clone(),
+                tenant.entity.clone(),
+                Rc::clone(&report),
+            ),
             report: Rc::clone(&report),
             deliverer: Rc::new(Deliverer::new(
                 sinks,
@@ -109,7 +127,7 @@ impl Worker {
         self.report.running();
         let mut fetches: FuturesUnordered<LocalBoxFuture<'static, Fetched>> =
             FuturesUnordered::new();
-        let mut delivery: Option<LocalBoxFuture<'static, ()>> = None;
+        let mut delivery: Option<LocalBoxFuture<'static, Delivered>> = None;
         let mut inbox_may_have_more = true;
         let mut rewind = false;
         loop {
@@ -130,9 +148,23 @@ impl Worker {
             if delivery.is_none() && !rewind {
                 let run = self.window.pop_ready(DELIVERY_BATCH);
                 if !run.is_empty() {
-                    delivery = Some(Box::pin(Rc::clone(&self.deliverer).deliver(run)));
+                    let deliverer = Rc::clone(&self.deliverer);
+                    delivery = Some(Box::pin(async move {
+                        Delivered::Live(deliverer.deliver(run).await)
+                    }));
                     inbox_may_have_more = true;
+                } else if let Some(plan) = self.sweep.plan() {
+                    let deliverer = Rc::clone(&self.deliverer);
+                    delivery = Some(Box::pin(async move {
+                        let (plan, refused) = sweep::deliver_page(deliverer, plan).await;
+                        Delivered::Page(Box::new(plan), refused)
+                    }));
                 }
+            }
+            if let Some(due_ms) = self.sweep.start_due(now_millis()) {
+                let due = Instant::now()
+                    + std::time::Duration::from_millis((due_ms - now_millis()).max(0) as u64);
+                wake_at = Some(wake_at.map_or(due, |w| w.min(due)));
             }
             // While a rewind waits, nothing new is asked: the window is about to be read again.
             if !rewind {
@@ -145,8 +177,15 @@ impl Worker {
                     let outcome = self.enricher.receive(&request, sent_at, reply, Instant::now());
                     self.apply(&request, outcome).await;
                 }
-                () = run_to_end(&mut delivery), if delivery.is_some() => delivery = None,
+                done = run_to_end(&mut delivery), if delivery.is_some() => {
+                    delivery = None;
+                    match done {
+                        Delivered::Live(entries) => self.sweep.observe(&entries),
+                        Delivered::Page(plan, refused) => self.sweep.delivered(*plan, refused),
+                    }
+                }
                 () = self.wake.stored.notified() => inbox_may_have_more = true,
+                () = self.wake.reconcile.notified() => self.sweep.reload(),
                 () = self.wake.replayed.notified() => rewind = true,
                 () = sleep_until(wake_at), if wake_at.is_some() => {}
             }
@@ -200,10 +239,27 @@ impl Worker {
                 Go::Full => break,
             }
         }
+        // A sweep's page only while no live event waits: webhooks always go first.
+        if self.window.is_empty() {
+            if let Some(request) = self.sweep.next_request() {
+                match self.enricher.send(&request, now) {
+                    Go::Send(fetch) => {
+                        self.sweep.asked(request);
+                        fetches.push(fetch);
+                    }
+                    Go::Later(at) => next = Some(next.map_or(at, |n: Instant| n.min(at))),
+                    Go::Full => {}
+                }
+            }
+        }
         next
     }
 
     async fn apply(&mut self, request: &Request, outcome: Outcome) {
+        if request.endpoint == Endpoint::CustomerList {
+            self.sweep.receive(request, outcome);
+            return;
+        }
         match outcome {
             Outcome::Answer(result) => {
                 // Not saved: answers are personal data and stay in memory (see QueuedEvent).
@@ -236,7 +292,7 @@ impl Worker {
     }
 }
 
-async fn run_to_end(delivery: &mut Option<LocalBoxFuture<'static, ()>>) {
+async fn run_to_end<T>(delivery: &mut Option<LocalBoxFuture<'static, T>>) -> T {
     match delivery {
         Some(delivery) => delivery.await,
         None => std::future::pending().await,

@@ -14,7 +14,7 @@ use super::report::Report;
 use crate::entity_selection::EntitySelection;
 use crate::event::{Enrichment, EnrichmentResult, EnrichmentStatus};
 use crate::failure::{self, Failure, Next};
-use crate::openapi::{Answer, OpenApiClient, Reply};
+use crate::openapi::{Answer, OpenApiClient, Reply, MAX_LIST_RESPONSE_BYTES, MAX_RESPONSE_BYTES};
 use crate::ratelimit::{Budget, WINDOW};
 use crate::route::{Endpoint, Request};
 use crate::status::{EndpointUse, StudioState};
@@ -136,7 +136,11 @@ impl Enricher {
         let client = Rc::clone(&self.client);
         let request = request.clone();
         Go::Send(Box::pin(async move {
-            let reply = client.get(&request.path).await;
+            let max_bytes = match request.endpoint {
+                Endpoint::CustomerList => MAX_LIST_RESPONSE_BYTES,
+                _ => MAX_RESPONSE_BYTES,
+            };
+            let reply = client.get(&request.path, max_bytes).await;
             (request, now, reply)
         }))
     }

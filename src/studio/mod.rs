@@ -12,6 +12,7 @@ mod deliver;
 mod drain;
 mod enrich;
 mod report;
+mod sweep;
 mod window;
 
 use std::cell::RefCell;
@@ -61,6 +62,7 @@ pub struct StudioDeps {
 pub struct InboxBell {
     stored: Notify,
     replayed: Notify,
+    reconcile: Notify,
 }
 
 impl InboxBell {
@@ -72,6 +74,11 @@ impl InboxBell {
     /// Dead letters put back at their old places, behind what the worker has already read.
     pub fn replayed(&self) {
         self.replayed.notify_one();
+    }
+
+    /// A reconcile sweep was started from outside the worker (API, CLI, a long downtime).
+    pub fn reconcile(&self) {
+        self.reconcile.notify_one();
     }
 }
 

@@ -99,6 +99,27 @@ impl Report {
         self.status.sink_failing(sink, &failure.to_string());
     }
 
+    pub fn reconcile(&self, record: &crate::reconcile::SweepRecord) {
+        self.status.reconcile(record);
+    }
+
+    /// A sweep's page is recorded; `emitted` are the changes its events carried.
+    pub fn reconciled_page(&self, emitted: &[crate::reconcile::ChangeKind]) {
+        let studio = self.studio.as_str();
+        self.metrics
+            .reconcile_pages
+            .with_label_values(&[studio])
+            .inc();
+        for kind in emitted {
+            let change = serde_json::to_value(kind).ok();
+            let change = change.as_ref().and_then(|v| v.as_str()).unwrap_or("other");
+            self.metrics
+                .reconcile_events
+                .with_label_values(&[studio, change])
+                .inc();
+        }
+    }
+
     /// For the activity list: delivered with its enrichment status, or dead-lettered (None).
     pub fn delivered(&self, event: &QueuedEvent, outcome: Option<EnrichmentStatus>) {
         let now = now_millis();

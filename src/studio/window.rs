@@ -83,7 +83,6 @@ impl Window {
         self.read_up_to
     }
 
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }

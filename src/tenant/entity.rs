@@ -23,7 +23,9 @@ pub(super) fn build(
     for (family, selection) in raw {
         let field = format!("entity.{family}");
         let endpoint: Endpoint = serde_json::from_value(serde_json::Value::String(family.clone()))
-            .map_err(|_| {
+            .ok()
+            .filter(|e| Endpoint::ALL.contains(e))
+            .ok_or_else(|| {
                 err(
                     &field,
                     format!("not an answer family; one of {}", families()),

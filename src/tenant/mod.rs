@@ -13,7 +13,9 @@ use crate::redacted_url::RedactedUrl;
 
 mod entity;
 mod nats;
+mod reconcile;
 pub use nats::{NatsCredentials, NatsSettings, DEFAULT_SUBJECT};
+pub use reconcile::ReconcileSettings;
 
 /// The vendor's default cap per endpoint and minute; a budget above it draws 429s unless the
 /// studio's contract allows more, so it is a warning, not an error.
@@ -77,6 +79,8 @@ pub struct Tenant {
     /// Which fields of each Open API answer are kept (`[entity.<family>]`).
     pub entity: EntitySelection,
     pub sinks: Vec<SinkSettings>,
+    /// When the relay sweeps the studio's customers by itself (`[reconcile]`).
+    pub reconcile: ReconcileSettings,
     /// Identifies this exact version, secrets included, so a reload restarts only what changed.
     pub fingerprint: [u8; 32],
 }
@@ -215,6 +219,8 @@ struct TenantFile {
     sinks: Vec<SinkFile>,
     #[serde(default)]
     entity: std::collections::BTreeMap<String, entity::SelectionFile>,
+    #[serde(default)]
+    reconcile: reconcile::ReconcileFile,
 }
 
 #[derive(Deserialize)]
@@ -386,6 +392,7 @@ fn build(
         .map(|(i, sink)| build_sink(i, sink, dir, err))
         .collect::<Result<Vec<_>, _>>()?;
     let entity = entity::build(raw.entity, err)?;
+    let reconcile = reconcile::build(raw.reconcile, err)?;
 
     Ok(Tenant {
         name: raw.name.unwrap_or_else(|| id.to_string()),
@@ -397,6 +404,7 @@ fn build(
         events,
         sinks,
         entity,
+        reconcile,
     })
 }
 

@@ -24,6 +24,8 @@ pub struct Studio {
     pub extra: String,
     /// How long its simulated Open API takes to answer, at least and at most.
     pub latency: Option<(Duration, Duration)>,
+    /// How many customers its simulated Open API has, if not the simulator's default.
+    pub customers: Option<u32>,
 }
 
 impl Studio {
@@ -34,7 +36,14 @@ impl Studio {
             open_api: String::new(),
             extra: String::new(),
             latency: None,
+            customers: None,
         }
+    }
+
+    /// Its simulated Open API has customers `1..=n`.
+    pub fn customers(mut self, n: u32) -> Studio {
+        self.customers = Some(n);
+        self
     }
 
     /// Its simulated Open API answers after a random delay between `min` and `max`.
@@ -125,7 +134,10 @@ pub async fn start_sim_with(studios: &[Studio], options: SimOptions) -> OpenApiS
     let sims = studios
         .iter()
         .map(|s| {
-            let sim = SimStudio::new(s.id, open_api_key(s.id));
+            let mut sim = SimStudio::new(s.id, open_api_key(s.id));
+            if let Some(n) = s.customers {
+                sim = sim.with_customers(n);
+            }
             match s.latency {
                 Some((min, max)) => sim.with_latency(min, max),
                 None => sim,
@@ -487,6 +499,17 @@ impl RelayProcess {
         })
         .await
         .code()
+    }
+
+    /// Stops the relay as a service manager does (SIGTERM) and waits for it to exit cleanly.
+    pub async fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        assert_eq!(self.exit_code().await, Some(0), "a clean stop");
     }
 
     /// Kills the relay and returns its whole log.

@@ -19,6 +19,7 @@ mod logs;
 mod nats;
 mod personal_data;
 mod pipeline;
+mod reconcile;
 mod reload;
 mod robustness;
 mod sinks;

@@ -1,0 +1,373 @@
+//! The studio's reconcile sweep, as a stage of its worker: it asks for the next page of the
+//! customer list only while no live event waits, compares the page with the last sweep when its
+//! turn to deliver comes, and moves the stored position only once the sinks have the page's
+//! events. Live events keep their order and their budget: the list is an endpoint of its own in
+//! the vendor's count, and the worker sends a page request only when its window is empty.
+//!
+//! A live delivery of a customer after a page was asked is fresher than the page: the sweep
+//! neither emits nor records that customer from the page, so the sinks never see a customer go
+//! back in time.
+
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use serde_json::Value;
+
+use super::deliver::Deliverer;
+use super::enrich::Outcome;
+use super::report::Report;
+use crate::entity_selection::EntitySelection;
+use crate::event::{now_millis, EnrichedEvent, EnrichmentStatus};
+use crate::failure::Failure;
+use crate::reconcile::{self, ChangeKind, CustomerPage, Progress, Sweep, SweepRecord, Trigger};
+use crate::route::{Endpoint, Request, Route};
+use crate::store::{FingerprintUpdate, InboxEntry, Store};
+use crate::tenant::{ReconcileSettings, StudioId};
+
+/// A page compared and ready for the sinks; committed once they have its events.
+pub struct PagePlan {
+    events: Vec<EnrichedEvent>,
+    updates: Vec<FingerprintUpdate>,
+    record: SweepRecord,
+    kinds: Vec<ChangeKind>,
+}
+
+impl PagePlan {
+    pub fn events(&self) -> &[EnrichedEvent] {
+        &self.events
+    }
+}
+
+pub struct SweepStage {
+    studio: StudioId,
+    store: Store,
+    settings: ReconcileSettings,
+    selection: EntitySelection,
+    report: Rc<Report>,
+    record: SweepRecord,
+    /// The page request in flight.
+    asked: Option<Request>,
+    /// A page answer waiting for its turn to be delivered.
+    answered: Option<(Request, Value, i64)>,
+    /// A compared page is with the sinks: the next is asked once it is recorded.
+    delivering: bool,
+    /// Customers delivered live since the page in flight or waiting was asked.
+    touched: HashSet<i64>,
+}
+
+impl SweepStage {
+    pub fn new(
+        studio: StudioId,
+        store: Store,
+        settings: ReconcileSettings,
+        selection: EntitySelection,
+        report: Rc<Report>,
+    ) -> SweepStage {
+        let mut stage = SweepStage {
+            studio,
+            store,
+            settings,
+            selection,
+            report,
+            record: SweepRecord::default(),
+            asked: None,
+            answered: None,
+            delivering: false,
+            touched: HashSet::new(),
+        };
+        stage.reload();
+        stage
+    }
+
+    /// Reads the record again: a sweep may have been started from outside.
+    pub fn reload(&mut self) {
+        match self.store.reconcile().record(&self.studio) {
+            Ok(record) => self.record = record,
+            Err(e) => tracing::error!(error = %e, "cannot read the reconcile record"),
+        }
+        if self.record.running.is_none() {
+            self.asked = None;
+            self.answered = None;
+        }
+        self.start_due(now_millis());
+        self.report.reconcile(&self.record);
+    }
+
+    /// Starts what the tenant's `[reconcile]` asks for by now: a baseline when there is none, a
+    /// scheduled sweep when `every` has passed since the last one ended. Returns when the next
+    /// scheduled one is due (milliseconds since the epoch).
+    pub fn start_due(&mut self, now_ms: i64) -> Option<i64> {
+        if self.record.running.is_some() || !self.settings.is_on() {
+            return None;
+        }
+        let due = match (&self.record.last, self.settings.every) {
+            (None, _) => Some(now_ms),
+            (Some(last), Some(every)) => {
+                Some(last.finished_ms.saturating_add(every.as_millis() as i64))
+            }
+            (Some(_), None) => None,
+        }?;
+        if due > now_ms {
+            return Some(due);
+        }
+        let trigger = if self.record.has_baseline() {
+            Trigger::Schedule
+        } else {
+            Trigger::Baseline
+        };
+        // A failed baseline is not retried in a loop: a person looks at it first.
+        if trigger == Trigger::Baseline && self.record.failure.is_some() {
+            return None;
+        }
+        match self.store.reconcile().start(&self.studio, |record| {
+            Sweep::new(trigger, false, !record.has_baseline(), now_ms)
+        }) {
+            Ok((record, started)) => {
+                if started {
+                    tracing::info!(?trigger, "reconcile sweep started");
+                }
+                self.record = record;
+                self.report.reconcile(&self.record);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot start a reconcile sweep"),
+        }
+        None
+    }
+
+    /// The page to ask for now, if a sweep runs and no page is under way.
+    pub fn next_request(&self) -> Option<Request> {
+        let sweep = self.record.running.as_ref()?;
+        let idle = self.asked.is_none() && self.answered.is_none() && !self.delivering;
+        idle.then(|| sweep.next_request())
+    }
+
+    pub fn asked(&mut self, request: Request) {
+        self.asked = Some(request);
+        self.touched.clear();
+        if let Some(sweep) = self.record.running.as_mut() {
+            sweep.progress.requests += 1;
+        }
+    }
+
+    /// Takes the page request's outcome.
+    pub fn receive(&mut self, request: &Request, outcome: Outcome) {
+        if self.asked.as_ref() != Some(request) {
+            return;
+        }
+        self.asked = None;
+        match outcome {
+            Outcome::Answer(result) => match result.entity {
+                Some(page) if result.enrichment.status == EnrichmentStatus::Fetched => {
+                    self.answered = Some((request.clone(), page, now_millis()));
+                    self.set_error(None);
+                }
+                _ => self.give_up("the Open API answered 404 to the customer list".into()),
+            },
+            // Held (429, a refused key): asked again when the hold ends.
+            Outcome::Again => {}
+            Outcome::Failed { failure, .. } => match failure {
+                Failure::Permanent { .. } => self.give_up(failure.to_string()),
+                // The enricher holds the request until its retry delay ends.
+                failure => self.set_error(Some(failure.to_string())),
+            },
+        }
+    }
+
+    /// Compares the waiting page with the last sweep, now that it is its turn: a customer
+    /// delivered live since the page was asked is left to the live event.
+    pub fn plan(&mut self) -> Option<PagePlan> {
+        let (request, answer, seen_ms) = self.answered.take()?;
+        let mut record = self.record.clone();
+        let sweep = record.running.as_mut()?;
+        let page = match CustomerPage::parse(answer, sweep.after) {
+            Ok(page) => page,
+            Err(e) => {
+                self.give_up(e.to_string());
+                return None;
+            }
+        };
+        let range = page.range(sweep.after);
+        let stored = match self.store.reconcile().fingerprints(&self.studio, range) {
+            Ok(stored) => stored,
+            Err(e) => {
+                // Asked again: nothing was emitted or recorded for it.
+                tracing::error!(error = %e, "cannot read the reconcile fingerprints");
+                return None;
+            }
+        };
+        let customers = page
+            .customers
+            .into_iter()
+            .map(|(id, record)| (id, self.selection.apply(Endpoint::Customer, record)))
+            .collect();
+        let mut plan = PagePlan {
+            events: Vec::new(),
+            updates: Vec::new(),
+            record: SweepRecord::default(),
+            kinds: Vec::new(),
+        };
+        for change in reconcile::compare(customers, &stored) {
+            if self.touched.contains(&change.customer) {
+                continue;
+            }
+            count(&mut sweep.progress, change.kind);
+            if sweep.emits(change.kind) {
+                plan.events.push(reconcile::event(
+                    self.studio.as_str(),
+                    &change,
+                    &request,
+                    seen_ms,
+                ));
+                plan.kinds.push(change.kind);
+            }
+            let fingerprint = (change.kind != ChangeKind::Deleted).then_some(change.fingerprint);
+            if change.kind != ChangeKind::Unchanged {
+                plan.updates.push((change.customer, fingerprint));
+            }
+        }
+        sweep.progress.pages += 1;
+        sweep.progress.emitted += plan.events.len() as u64;
+        sweep.last_error = None;
+        match page.covers_up_to {
+            Some(last) => sweep.after = Some(last),
+            None => record.finish(now_millis()),
+        }
+        plan.record = record;
+        self.delivering = true;
+        Some(plan)
+    }
+
+    /// The sinks have the page's events: record its fingerprints and the sweep's new position.
+    pub fn delivered(&mut self, plan: PagePlan, refused: usize) {
+        self.delivering = false;
+        if refused > 0 {
+            tracing::warn!(refused, "reconciled events refused by a sink");
+        }
+        if let Err(e) =
+            self.store
+                .reconcile()
+                .commit_page(&self.studio, &plan.updates, &plan.record)
+        {
+            // The page is asked again; its events go out again with the same ids.
+            tracing::error!(error = %e, "cannot record a reconciled page");
+            return;
+        }
+        self.report.reconciled_page(&plan.kinds);
+        self.record = plan.record;
+        if let Some(last) = self
+            .record
+            .last
+            .as_ref()
+            .filter(|_| self.record.running.is_none())
+        {
+            if last.finished_ms >= now_millis() - 1000 {
+                log_finished(&last.progress, last.baseline);
+            }
+        }
+        self.report.reconcile(&self.record);
+    }
+
+    /// Live events the sinks now have: their customers' fingerprints, so the next sweep does
+    /// not report the same state again, and a page already asked does not overwrite them.
+    pub fn observe(&mut self, delivered: &[InboxEntry]) {
+        if self.record.running.is_none() && !self.record.has_baseline() {
+            return;
+        }
+        let updates: Vec<FingerprintUpdate> = delivered.iter().filter_map(live_update).collect();
+        if updates.is_empty() {
+            return;
+        }
+        if self.asked.is_some() || self.answered.is_some() {
+            self.touched.extend(updates.iter().map(|(id, _)| *id));
+        }
+        if let Err(e) = self
+            .store
+            .reconcile()
+            .note_delivered(&self.studio, &updates)
+        {
+            tracing::warn!(error = %e, "cannot record delivered customers for reconcile");
+        }
+    }
+
+    fn set_error(&mut self, error: Option<String>) {
+        if let Some(sweep) = self.record.running.as_mut() {
+            if sweep.last_error != error {
+                sweep.last_error = error;
+                self.report.reconcile(&self.record);
+            }
+        }
+    }
+
+    fn give_up(&mut self, reason: String) {
+        tracing::error!(%reason, "reconcile sweep given up");
+        self.record.fail(reason);
+        self.answered = None;
+        if let Err(e) = self
+            .store
+            .reconcile()
+            .save_record(&self.studio, &self.record)
+        {
+            tracing::error!(error = %e, "cannot record a failed reconcile sweep");
+        }
+        self.report.reconcile(&self.record);
+    }
+}
+
+fn count(progress: &mut Progress, kind: ChangeKind) {
+    match kind {
+        ChangeKind::Added => progress.added += 1,
+        ChangeKind::Changed => progress.changed += 1,
+        ChangeKind::Deleted => progress.deleted += 1,
+        ChangeKind::Unchanged => {}
+    }
+    if kind != ChangeKind::Deleted {
+        progress.customers += 1;
+    }
+}
+
+fn log_finished(progress: &Progress, baseline: bool) {
+    tracing::info!(
+        pages = progress.pages,
+        customers = progress.customers,
+        added = progress.added,
+        changed = progress.changed,
+        deleted = progress.deleted,
+        emitted = progress.emitted,
+        requests = progress.requests,
+        baseline,
+        "reconcile sweep finished"
+    );
+}
+
+/// What a delivered live event says about its customer's current record.
+fn live_update(entry: &InboxEntry) -> Option<FingerprintUpdate> {
+    let event = &entry.event;
+    let customer = event.entity_id?;
+    if event.event_type == "CUSTOMER_DELETED" {
+        return Some((customer, None));
+    }
+    let Route::Fetch(request) = event.route() else {
+        return None;
+    };
+    if request.endpoint != Endpoint::Customer {
+        return None;
+    }
+    let result = event.enriched.as_ref()?;
+    match (result.enrichment.status, &result.entity) {
+        (EnrichmentStatus::Fetched, Some(entity)) => {
+            Some((customer, Some(reconcile::Fingerprint::of(entity))))
+        }
+        (EnrichmentStatus::NotFound, _) => Some((customer, None)),
+        _ => None,
+    }
+}
+
+/// Delivers a page's events through the studio's sinks, for the worker's delivery slot.
+pub async fn deliver_page(deliverer: Rc<Deliverer>, plan: PagePlan) -> (PagePlan, usize) {
+    let refused = if plan.events().is_empty() {
+        0
+    } else {
+        deliverer.hand_over(plan.events()).await
+    };
+    (plan, refused)
+}

@@ -1,0 +1,184 @@
+//! Reconcile: catching up, from the Open API, on customers whose webhooks never arrived.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+const STUDIO: &str = "berlin";
+
+/// The studio's reconcile state, from the admin API.
+async fn reconcile_state(relay: &RelayProcess) -> Value {
+    serde_json::from_str(
+        &relay
+            .admin(&format!("/api/studios/{STUDIO}/reconcile"))
+            .await,
+    )
+    .unwrap()
+}
+
+/// Waits until no sweep runs and the last one that ended matches `finished`.
+async fn sweep_ended(relay: &RelayProcess, finished: impl Fn(&Value) -> bool) -> Value {
+    eventually("the reconcile sweep to end", || async {
+        let state = reconcile_state(relay).await;
+        assert!(state["failure"].is_null(), "sweep given up: {state}");
+        (state["running"].is_null() && finished(&state["last"])).then_some(state["last"].clone())
+    })
+    .await
+}
+
+fn reconciled(dir: &Path) -> Vec<Value> {
+    read_ndjson(&dir.join("out").join(format!("{STUDIO}.ndjson")))
+}
+
+/// No Open API request was refused with 429.
+fn assert_no_429(sim: &gymrelay::simulate::OpenApiSim) {
+    let refused = sim.requests().iter().filter(|r| r.status == 429).count();
+    assert_eq!(refused, 0, "requests refused with 429");
+}
+
+#[actix_web::test]
+async fn a_restart_after_downtime_emits_exactly_what_changed_while_the_relay_was_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let studio = Studio::new(STUDIO)
+        .customers(3_000)
+        .with("[reconcile]\nafter_downtime = \"1ms\"\n");
+    let sim = start_sim(std::slice::from_ref(&studio)).await;
+    write_tenants(dir.path(), &[studio], &sim);
+
+    // With reconcile on and no baseline, the studio records one by itself, emitting nothing.
+    let relay = RelayProcess::start(dir.path(), "").await;
+    let baseline = sweep_ended(&relay, |last| last["baseline"] == true).await;
+    assert_eq!(baseline["progress"]["customers"], 3_000, "{baseline}");
+    assert_eq!(baseline["progress"]["pages"], 30, "{baseline}");
+    assert_eq!(baseline["progress"]["emitted"], 0, "{baseline}");
+    relay.stop().await;
+    assert!(reconciled(dir.path()).is_empty());
+
+    // While the relay is down: 37 changed, 5 added, 2 deleted.
+    let changed: Vec<i64> = (1..=37).map(|i| i * 80).collect();
+    for id in &changed {
+        sim.update_customer(
+            STUDIO,
+            *id,
+            json!({"email": format!("new-{id}@example.com")}),
+        );
+    }
+    let added: Vec<i64> = (0..5)
+        .map(|i| sim.add_customer(STUDIO, json!({"lastName": format!("Added{i}")})))
+        .collect();
+    let deleted = [17_i64, 2_999];
+    for id in deleted {
+        sim.delete_customer(STUDIO, id);
+    }
+
+    let relay = RelayProcess::start(dir.path(), "").await;
+    let sweep = sweep_ended(&relay, |last| last["trigger"] == "downtime").await;
+    let progress = &sweep["progress"];
+    assert_eq!(
+        (
+            &progress["changed"],
+            &progress["added"],
+            &progress["deleted"],
+            &progress["emitted"]
+        ),
+        (&json!(37), &json!(5), &json!(2), &json!(44)),
+        "{sweep}"
+    );
+    let events = reconciled(dir.path());
+    assert_eq!(events.len(), 44, "each change once");
+    let ids: HashSet<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 44, "distinct event ids");
+    let by_customer: BTreeMap<i64, &Value> = events
+        .iter()
+        .map(|e| (e["entityId"].as_i64().unwrap(), e))
+        .collect();
+    for id in &changed {
+        let event = by_customer[id];
+        assert_eq!(event["type"], "CUSTOMER_RECONCILED");
+        assert_eq!(event["content"]["change"], "changed");
+        assert_eq!(event["enrichment"]["status"], "fetched");
+        assert_eq!(event["entity"]["email"], format!("new-{id}@example.com"));
+    }
+    for (i, id) in added.iter().enumerate() {
+        assert_eq!(by_customer[id]["content"]["change"], "added");
+        assert_eq!(by_customer[id]["entity"]["lastName"], format!("Added{i}"));
+    }
+    for id in deleted {
+        assert_eq!(by_customer[&id]["content"]["change"], "deleted");
+        assert_eq!(by_customer[&id]["enrichment"]["status"], "not_found");
+        assert!(by_customer[&id]["entity"].is_null());
+    }
+
+    // A second sweep, from the command line, finds nothing new.
+    let cli = Command::new(env!("CARGO_BIN_EXE_gymrelay"))
+        .args(["reconcile", "--studio", STUDIO, "--config"])
+        .arg(dir.path().join("gymrelay.toml"))
+        .args(["--admin-url", &relay.admin_url])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&cli.stdout);
+    assert!(
+        cli.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    assert!(
+        said.contains("0 added, 0 changed, 0 deleted; 0 event(s) emitted"),
+        "{said}"
+    );
+    let last = reconcile_state(&relay).await["last"].clone();
+    assert_eq!(last["trigger"], "manual");
+    assert_eq!(last["progress"]["customers"], 3_003, "{last}");
+    assert_eq!(
+        reconciled(dir.path()).len(),
+        44,
+        "the second sweep emitted nothing"
+    );
+    assert_no_429(&sim);
+    relay.stop().await;
+}
+
+#[actix_web::test]
+async fn a_sweep_stopped_midway_resumes_where_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let studio = Studio::new(STUDIO)
+        .customers(5_000)
+        .latency(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_millis(150),
+        )
+        .with("[reconcile]\nevery = \"24h\"\n");
+    let sim = start_sim(std::slice::from_ref(&studio)).await;
+    write_tenants(dir.path(), &[studio], &sim);
+    let list_requests = || {
+        sim.requests()
+            .iter()
+            .filter(|r| r.endpoint == "/v1/customers")
+            .count()
+    };
+
+    let relay = RelayProcess::start(dir.path(), "").await;
+    eventually("a few pages of the baseline", || async {
+        let state = reconcile_state(&relay).await;
+        (state["running"]["progress"]["pages"].as_u64() >= Some(3)).then_some(())
+    })
+    .await;
+    relay.stop().await;
+    let before = list_requests();
+
+    let relay = RelayProcess::start(dir.path(), "").await;
+    let sweep = sweep_ended(&relay, |last| last["baseline"] == true).await;
+    let after_restart = list_requests() - before;
+    assert!(
+        after_restart < 50,
+        "resumed: {after_restart} of 50 pages asked after the restart"
+    );
+    assert_eq!(sweep["progress"]["customers"], 5_000, "{sweep}");
+    assert_eq!(sweep["progress"]["pages"], 50, "{sweep}");
+    assert_no_429(&sim);
+    relay.stop().await;
+}
