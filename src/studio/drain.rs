@@ -14,7 +14,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use super::deliver::{Deliverer, STORE_RETRY};
 use super::enrich::{Enricher, Fetched, Go, Outcome};
 use super::report::Report;
-use super::sweep::{self, PagePlan, SweepStage};
+use super::sweep::SweepStage;
 use super::window::Window;
 use super::{InboxBell, StudioDeps};
 use crate::event::now_millis;
@@ -43,8 +43,8 @@ pub struct Worker {
 enum Delivered {
     /// Live events, delivered and removed from the inbox (buried ones left out).
     Live(Vec<InboxEntry>),
-    /// A reconcile page, and how many of its events a sink refused.
-    Page(Box<PagePlan>, usize),
+    /// Reconciled events of a sweep's page, and how many of them a sink refused.
+    Reconciled(usize),
 }
 
 impl Worker {
@@ -153,11 +153,10 @@ impl Worker {
                         Delivered::Live(deliverer.deliver(run).await)
                     }));
                     inbox_may_have_more = true;
-                } else if let Some(plan) = self.sweep.plan() {
+                } else if let Some(events) = self.sweep.next_chunk() {
                     let deliverer = Rc::clone(&self.deliverer);
                     delivery = Some(Box::pin(async move {
-                        let (plan, refused) = sweep::deliver_page(deliverer, plan).await;
-                        Delivered::Page(Box::new(plan), refused)
+                        Delivered::Reconciled(deliverer.hand_over(&events).await)
                     }));
                 }
             }
@@ -181,7 +180,7 @@ impl Worker {
                     delivery = None;
                     match done {
                         Delivered::Live(entries) => self.sweep.observe(&entries),
-                        Delivered::Page(plan, refused) => self.sweep.delivered(*plan, refused),
+                        Delivered::Reconciled(refused) => self.sweep.chunk_delivered(refused),
                     }
                 }
                 () = self.wake.stored.notified() => inbox_may_have_more = true,
@@ -220,6 +219,7 @@ impl Worker {
     ) -> Option<Instant> {
         let mut next = None;
         let now = Instant::now();
+        let mut live_waits_for_room = false;
         for request in self.window.to_ask() {
             match self.enricher.send(&request, now) {
                 Go::Send(fetch) => {
@@ -236,11 +236,15 @@ impl Worker {
                     fetches.push(fetch);
                 }
                 Go::Later(at) => next = Some(next.map_or(at, |n: Instant| n.min(at))),
-                Go::Full => break,
+                Go::Full => {
+                    live_waits_for_room = true;
+                    break;
+                }
             }
         }
-        // A sweep's page only while no live event waits: webhooks always go first.
-        if self.window.is_empty() {
+        // A sweep's page only while no live request waits for room: webhooks always go first,
+        // and the page uses an in-flight place and a budget (the list's) they leave unused.
+        if !live_waits_for_room {
             if let Some(request) = self.sweep.next_request() {
                 match self.enricher.send(&request, now) {
                     Go::Send(fetch) => {

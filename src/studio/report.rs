@@ -103,13 +103,17 @@ impl Report {
         self.status.reconcile(record);
     }
 
-    /// A sweep's page is recorded; `emitted` are the changes its events carried.
-    pub fn reconciled_page(&self, emitted: &[crate::reconcile::ChangeKind]) {
-        let studio = self.studio.as_str();
+    /// A sweep's page is recorded.
+    pub fn reconciled_page(&self) {
         self.metrics
             .reconcile_pages
-            .with_label_values(&[studio])
+            .with_label_values(&[self.studio.as_str()])
             .inc();
+    }
+
+    /// Reconciled events handed to the sinks, by the change each carries.
+    pub fn reconciled(&self, emitted: &[crate::reconcile::ChangeKind]) {
+        let studio = self.studio.as_str();
         for kind in emitted {
             let change = serde_json::to_value(kind).ok();
             let change = change.as_ref().and_then(|v| v.as_str()).unwrap_or("other");

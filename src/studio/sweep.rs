@@ -8,12 +8,11 @@
 //! neither emits nor records that customer from the page, so the sinks never see a customer go
 //! back in time.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::rc::Rc;
 
 use serde_json::Value;
 
-use super::deliver::Deliverer;
 use super::enrich::Outcome;
 use super::report::Report;
 use crate::entity_selection::EntitySelection;
@@ -24,18 +23,17 @@ use crate::route::{Endpoint, Request, Route};
 use crate::store::{FingerprintUpdate, InboxEntry, Store};
 use crate::tenant::{ReconcileSettings, StudioId};
 
-/// A page compared and ready for the sinks; committed once they have its events.
-pub struct PagePlan {
-    events: Vec<EnrichedEvent>,
+/// Most reconciled events handed to the sinks in one turn: a live run that becomes ready
+/// waits for at most this many.
+const CHUNK: usize = 16;
+
+/// A page compared and on its way to the sinks; recorded once they have all its events.
+struct PagePlan {
+    /// Customer, change and event, in id order.
+    events: VecDeque<(i64, ChangeKind, EnrichedEvent)>,
     updates: Vec<FingerprintUpdate>,
     record: SweepRecord,
-    kinds: Vec<ChangeKind>,
-}
-
-impl PagePlan {
-    pub fn events(&self) -> &[EnrichedEvent] {
-        &self.events
-    }
+    refused: usize,
 }
 
 pub struct SweepStage {
@@ -49,8 +47,8 @@ pub struct SweepStage {
     asked: Option<Request>,
     /// A page answer waiting for its turn to be delivered.
     answered: Option<(Request, Value, i64)>,
-    /// A compared page is with the sinks: the next is asked once it is recorded.
-    delivering: bool,
+    /// A compared page on its way to the sinks: the next is asked once it is recorded.
+    plan: Option<PagePlan>,
     /// Customers delivered live since the page in flight or waiting was asked.
     touched: HashSet<i64>,
 }
@@ -72,7 +70,7 @@ impl SweepStage {
             record: SweepRecord::default(),
             asked: None,
             answered: None,
-            delivering: false,
+            plan: None,
             touched: HashSet::new(),
         };
         stage.reload();
@@ -137,7 +135,7 @@ impl SweepStage {
     /// The page to ask for now, if a sweep runs and no page is under way.
     pub fn next_request(&self) -> Option<Request> {
         let sweep = self.record.running.as_ref()?;
-        let idle = self.asked.is_none() && self.answered.is_none() && !self.delivering;
+        let idle = self.asked.is_none() && self.answered.is_none() && self.plan.is_none();
         idle.then(|| sweep.next_request())
     }
 
@@ -173,9 +171,55 @@ impl SweepStage {
         }
     }
 
-    /// Compares the waiting page with the last sweep, now that it is its turn: a customer
-    /// delivered live since the page was asked is left to the live event.
-    pub fn plan(&mut self) -> Option<PagePlan> {
+    /// The next reconciled events for the sinks, when no live run is ready: from the page on
+    /// its way, or from the waiting page, compared now. A customer delivered live since its
+    /// page was asked is left to the live event, at every turn.
+    pub fn next_chunk(&mut self) -> Option<Vec<EnrichedEvent>> {
+        if self.plan.is_none() {
+            self.plan = self.compare();
+        }
+        let touched = &self.touched;
+        let plan = self.plan.as_mut()?;
+        let before = plan.events.len();
+        plan.events
+            .retain(|(customer, _, _)| !touched.contains(customer));
+        let left_to_live = (before - plan.events.len()) as u64;
+        // The page may be the last: its record then holds the sweep as finished.
+        let progress = match (&mut plan.record.running, &mut plan.record.last) {
+            (Some(sweep), _) => Some(&mut sweep.progress),
+            (None, Some(last)) => Some(&mut last.progress),
+            (None, None) => None,
+        };
+        if let Some(progress) = progress {
+            progress.emitted -= left_to_live;
+        }
+        if plan.events.is_empty() {
+            self.commit();
+            return None;
+        }
+        let take = plan.events.len().min(CHUNK);
+        let (kinds, events): (Vec<ChangeKind>, Vec<EnrichedEvent>) = plan
+            .events
+            .drain(..take)
+            .map(|(_, kind, event)| (kind, event))
+            .unzip();
+        self.report.reconciled(&kinds);
+        Some(events)
+    }
+
+    /// The sinks have the last chunk handed out.
+    pub fn chunk_delivered(&mut self, refused: usize) {
+        let Some(plan) = self.plan.as_mut() else {
+            return;
+        };
+        plan.refused += refused;
+        if plan.events.is_empty() {
+            self.commit();
+        }
+    }
+
+    /// Compares the waiting page with the last sweep.
+    fn compare(&mut self) -> Option<PagePlan> {
         let (request, answer, seen_ms) = self.answered.take()?;
         let mut record = self.record.clone();
         let sweep = record.running.as_mut()?;
@@ -201,10 +245,10 @@ impl SweepStage {
             .map(|(id, record)| (id, self.selection.apply(Endpoint::Customer, record)))
             .collect();
         let mut plan = PagePlan {
-            events: Vec::new(),
+            events: VecDeque::new(),
             updates: Vec::new(),
             record: SweepRecord::default(),
-            kinds: Vec::new(),
+            refused: 0,
         };
         for change in reconcile::compare(customers, &stored) {
             if self.touched.contains(&change.customer) {
@@ -212,13 +256,8 @@ impl SweepStage {
             }
             count(&mut sweep.progress, change.kind);
             if sweep.emits(change.kind) {
-                plan.events.push(reconcile::event(
-                    self.studio.as_str(),
-                    &change,
-                    &request,
-                    seen_ms,
-                ));
-                plan.kinds.push(change.kind);
+                let event = reconcile::event(self.studio.as_str(), &change, &request, seen_ms);
+                plan.events.push_back((change.customer, change.kind, event));
             }
             let fingerprint = (change.kind != ChangeKind::Deleted).then_some(change.fingerprint);
             if change.kind != ChangeKind::Unchanged {
@@ -233,16 +272,23 @@ impl SweepStage {
             None => record.finish(now_millis()),
         }
         plan.record = record;
-        self.delivering = true;
         Some(plan)
     }
 
     /// The sinks have the page's events: record its fingerprints and the sweep's new position.
-    pub fn delivered(&mut self, plan: PagePlan, refused: usize) {
-        self.delivering = false;
-        if refused > 0 {
-            tracing::warn!(refused, "reconciled events refused by a sink");
+    fn commit(&mut self) {
+        let Some(mut plan) = self.plan.take() else {
+            return;
+        };
+        if plan.refused > 0 {
+            tracing::warn!(
+                refused = plan.refused,
+                "reconciled events refused by a sink"
+            );
         }
+        // What a live event delivered meanwhile is newer than the page.
+        plan.updates
+            .retain(|(customer, _)| !self.touched.contains(customer));
         if let Err(e) =
             self.store
                 .reconcile()
@@ -252,7 +298,7 @@ impl SweepStage {
             tracing::error!(error = %e, "cannot record a reconciled page");
             return;
         }
-        self.report.reconciled_page(&plan.kinds);
+        self.report.reconciled_page();
         self.record = plan.record;
         if let Some(last) = self
             .record
@@ -277,7 +323,7 @@ impl SweepStage {
         if updates.is_empty() {
             return;
         }
-        if self.asked.is_some() || self.answered.is_some() {
+        if self.asked.is_some() || self.answered.is_some() || self.plan.is_some() {
             self.touched.extend(updates.iter().map(|(id, _)| *id));
         }
         if let Err(e) = self
@@ -360,14 +406,4 @@ fn live_update(entry: &InboxEntry) -> Option<FingerprintUpdate> {
         (EnrichmentStatus::NotFound, _) => Some((customer, None)),
         _ => None,
     }
-}
-
-/// Delivers a page's events through the studio's sinks, for the worker's delivery slot.
-pub async fn deliver_page(deliverer: Rc<Deliverer>, plan: PagePlan) -> (PagePlan, usize) {
-    let refused = if plan.events().is_empty() {
-        0
-    } else {
-        deliverer.hand_over(plan.events()).await
-    };
-    (plan, refused)
 }

@@ -83,6 +83,7 @@ impl Window {
         self.read_up_to
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }

@@ -182,3 +182,69 @@ async fn a_sweep_stopped_midway_resumes_where_it_was() {
     assert_no_429(&sim);
     relay.stop().await;
 }
+
+#[actix_web::test]
+async fn live_webhooks_go_on_during_a_sweep_and_the_sweep_still_ends() {
+    let studio = Studio::new(STUDIO).customers(3_000).latency(
+        std::time::Duration::from_millis(5),
+        std::time::Duration::from_millis(25),
+    );
+    let app = spawn_app_with(vec![studio], unlimited_intake).await;
+    let path = format!("/api/studios/{STUDIO}/reconcile?emit_all=true");
+    let (status, body) = app.admin("POST", &path).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = app.admin("POST", &path).await;
+    assert_eq!(status, 409, "one sweep at a time: {body}");
+
+    // Webhooks keep coming for as long as the sweep runs.
+    let mut sent = Vec::new();
+    let mut customer = 0;
+    loop {
+        for _ in 0..10 {
+            customer = customer % 3_000 + 97;
+            let uuid = unique("live");
+            let (status, _) = app
+                .notify(STUDIO, &uuid, "CUSTOMER_UPDATED", customer)
+                .await;
+            assert_eq!(status, 200);
+            sent.push(uuid);
+        }
+        let state = app
+            .admin_json("GET", &format!("/api/studios/{STUDIO}/reconcile"))
+            .await;
+        assert!(state["failure"].is_null(), "{state}");
+        if state["running"].is_null() {
+            break;
+        }
+    }
+    app.inbox_emptied().await;
+    let events = read_ndjson(&app.output(STUDIO));
+    let is_live = |e: &Value| e["type"] == "CUSTOMER_UPDATED";
+    let live: HashSet<&str> = events
+        .iter()
+        .filter(|e| is_live(e))
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(live.len(), sent.len(), "every live event delivered");
+    // Every customer reached the sink, from the sweep or, if a live event came first, from it.
+    let covered: HashSet<i64> = events
+        .iter()
+        .map(|e| e["entityId"].as_i64().unwrap())
+        .collect();
+    assert!((1..=3_000).all(|id| covered.contains(&id)));
+    // Live events were delivered between the sweep's first and last events, not after it.
+    let reconciled_at: Vec<usize> = (0..events.len())
+        .filter(|&i| !is_live(&events[i]))
+        .collect();
+    let (first, last) = (reconciled_at[0], *reconciled_at.last().unwrap());
+    let live_during = (first..last).filter(|&i| is_live(&events[i])).count();
+    assert!(live_during > 0, "no live event went out during the sweep");
+    let refused = app
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.status == 429)
+        .count();
+    assert_eq!(refused, 0);
+    app.stop().await;
+}
