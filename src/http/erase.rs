@@ -2,7 +2,8 @@
 //! of a studio, for an erasure request under the GDPR.
 //!
 //! What the relay keeps of a member: dead letters of the member's events (ids and types, since
-//! Open API answers are never stored), the recent-activity list, and the answers the studio's
+//! Open API answers are never stored), the recent-activity list, the customer's reconcile
+//! fingerprint (a digest of their record as last delivered), and the answers the studio's
 //! worker holds in memory for events not yet delivered. The worker is started afresh first, so
 //! nothing it fetched before the erasure is delivered or buried after it; events still waiting
 //! stay, and are delivered with a fresh answer (or `not_found` once the vendor has erased the

@@ -56,3 +56,34 @@ pub(super) fn build(
         every: raw.every,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ReconcileSettings, String> {
+        let raw: ReconcileFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        let err = |field: &str, reason: String| TenantError {
+            file: "berlin.toml".into(),
+            field: field.into(),
+            reason,
+        };
+        build(raw, &err).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn reads_both_triggers_and_refuses_a_loop() {
+        let settings = parse("after_downtime = \"25m\"\nevery = \"24h\"").unwrap();
+        assert_eq!(settings.after_downtime, Some(Duration::from_secs(1500)));
+        assert_eq!(settings.every, Some(Duration::from_secs(86_400)));
+        assert!(settings.is_on());
+        assert!(!parse("").unwrap().is_on());
+        assert!(parse("every = \"10m\"")
+            .unwrap_err()
+            .contains("reconcile.every"));
+        assert!(parse("after_downtime = \"0s\"")
+            .unwrap_err()
+            .contains("reconcile.after_downtime"));
+        assert!(parse("evry = \"24h\"").is_err(), "a typo is refused");
+    }
+}
