@@ -163,6 +163,16 @@ impl Enricher {
         self.report
             .open_api_request(endpoint, &reply.status_label());
         let status = match reply.outcome {
+            // A key may have the scope for the entities events need and not for the list: that
+            // ends the sweep, and must not hold the studio's live requests.
+            Err(Failure::Credentials { reason }) if request.endpoint == Endpoint::CustomerList => {
+                return Outcome::Failed {
+                    failure: Failure::permanent(format!(
+                        "{reason}: the key may lack the scope to list customers"
+                    )),
+                    attempt: 1,
+                }
+            }
             Ok(Answer::Found(entity)) => return self.answer(request, sent_at, Some(entity)),
             Ok(Answer::NotFound) => return self.answer(request, sent_at, None),
             Err(failure) => failure,
