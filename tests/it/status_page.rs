@@ -148,6 +148,9 @@ async fn shown_sweeps(app: &TestApp) -> serde_json::Value {
 #[actix_rt::test]
 async fn studios_show_a_reconcile_sweep_under_way_then_its_summary() {
     let app = spawn_app(vec![Studio::new("berlin").customers(250)]).await;
+    // The page's Reconcile button posts to the endpoint this test uses.
+    assert!(get(&app, "/").await.3.contains("id=\"reconcile-start\""));
+    assert!(get(&app, "/status/app.js").await.3.contains("'/reconcile'"));
     let studios = app.admin_json("GET", "/api/studios").await;
     assert!(
         studios["studios"][0].get("reconcile").is_none(),
