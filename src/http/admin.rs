@@ -17,6 +17,7 @@ use subtle::ConstantTimeEq;
 use crate::activity::Activity;
 use crate::event::{format_millis, now_millis};
 use crate::metrics::Metrics;
+use crate::reconcile::SweepRecord;
 use crate::registry::StudioHandle;
 use crate::status::{EndpointUse, StatusSnapshot, StudioState};
 use crate::store::Store;
@@ -132,6 +133,9 @@ struct StudioView {
     /// 429 answers per endpoint since the relay started; each held that endpoint for a minute.
     openapi_holds: BTreeMap<String, u64>,
     sinks: Vec<SinkHealth>,
+    /// The reconcile sweep under way and the last one that ended, once the studio has swept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reconcile: Option<SweepRecord>,
 }
 
 /// One sink of a studio, for spotting a failing destination without reading metrics text.
@@ -217,6 +221,7 @@ async fn studios(state: web::Data<AdminState>) -> HttpResponse {
                 budget: status.budget,
                 openapi_holds,
                 sinks,
+                reconcile: status.reconcile,
             }
         })
         .collect();

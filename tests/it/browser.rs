@@ -1,5 +1,6 @@
 //! The status page in a real browser (Debian's chromium through chromedriver): studios and
-//! events appear, a dead letter is listed and its Replay button brings the event to the sink.
+//! events appear, a dead letter is listed and its Replay button brings the event to the sink,
+//! and the Reconcile button starts a sweep whose progress and summary the page follows.
 
 mod webdriver;
 
@@ -51,8 +52,8 @@ async fn text(page: &Session, css: &str) -> String {
     value.as_str().unwrap_or_default().to_string()
 }
 
-#[actix_rt::test]
-async fn the_status_page_shows_studios_and_events_and_replays_a_dead_letter() {
+/// chromedriver with Debian's chromium, or None (the test is skipped) where they are missing.
+async fn start_driver() -> Option<Driver> {
     let chromium = find_program(&["chromium", "chromium-browser"]);
     let chromedriver = find_program(&["chromedriver"]);
     let (Some(chromium), Some(chromedriver)) = (chromium, chromedriver) else {
@@ -60,6 +61,22 @@ async fn the_status_page_shows_studios_and_events_and_replays_a_dead_letter() {
             "the browser test: no chromium and chromedriver on PATH \
              (apt-get install chromium chromium-driver; .ci/run installs them)",
         );
+        return None;
+    };
+    Some(Driver::start(&chromedriver, chromium).await)
+}
+
+/// Types `token` into the sign-in form and presses Connect.
+async fn connect(page: &Session, token: &str) {
+    let field = page.find("#token").await.expect("a token field");
+    page.type_into(&field, token).await;
+    page.click(&page.find("#connect").await.expect("a connect button"))
+        .await;
+}
+
+#[actix_rt::test]
+async fn the_status_page_shows_studios_and_events_and_replays_a_dead_letter() {
+    let Some(driver) = start_driver().await else {
         return;
     };
     let app = spawn_app(vec![
@@ -79,13 +96,9 @@ async fn the_status_page_shows_studios_and_events_and_replays_a_dead_letter() {
     app.delivered("berlin", 2).await;
     app.delivered("hamburg", 1).await;
 
-    let driver = Driver::start(&chromedriver, chromium).await;
     let page = driver.session(1280, 900).await;
     page.goto(&format!("{}/", app.admin_url)).await;
-    let token = page.find("#token").await.expect("a token field");
-    let connect = page.find("#connect").await.expect("a connect button");
-    page.type_into(&token, "not-the-token").await;
-    page.click(&connect).await;
+    connect(&page, "not-the-token").await;
     let refused = wait_for(
         &page,
         "the wrong token to be refused",
@@ -97,8 +110,7 @@ async fn the_status_page_shows_studios_and_events_and_replays_a_dead_letter() {
         refused.as_str().unwrap().contains("bearer token"),
         "{refused}"
     );
-    page.type_into(&token, ADMIN_TOKEN).await;
-    page.click(&connect).await;
+    connect(&page, ADMIN_TOKEN).await;
 
     wait_for(
         &page,
@@ -219,6 +231,171 @@ async fn the_status_page_shows_studios_and_events_and_replays_a_dead_letter() {
         assert!(!html.contains(&secret), "a key is in the page");
     }
     page.screenshot_full_page(390, &artifact("status-page-phone.png"))
+        .await;
+    drop(page);
+    drop(driver);
+    app.stop().await;
+}
+
+/// A count in the selected studio's reconcile section (`data-count` names it).
+async fn count(page: &Session, key: &str) -> u64 {
+    let shown = text(page, &format!("#reconcile-body [data-count=\"{key}\"]")).await;
+    let digits: String = shown.chars().filter(char::is_ascii_digit).collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no {key} count in the reconcile section: {shown:?}"))
+}
+
+/// Waits until the selected studio's reconcile section shows `shown` and no sweep runs.
+async fn sweep_shown(page: &Session, what: &str, shown: &str) -> String {
+    let script = "const body = document.getElementById('reconcile-body').innerText;
+         return !document.getElementById('reconcile-start').disabled
+             && body.includes(arguments[0]) && body;";
+    let value = wait_for(page, what, script, vec![json!(shown)]).await;
+    value.as_str().unwrap().to_string()
+}
+
+/// Waits until the reconcile section shows a problem while a sweep runs (`running`) or after it
+/// ended, and returns the problem and the section's text.
+async fn problem_shown(page: &Session, what: &str, running: bool) -> String {
+    let script = "const problem = document.getElementById('reconcile-problem');
+         return !problem.hidden && document.getElementById('reconcile-start').disabled === arguments[0]
+             && problem.innerText + '\\n' + document.getElementById('reconcile-body').innerText;";
+    let value = wait_for(page, what, script, vec![json!(running)]).await;
+    value.as_str().unwrap().to_string()
+}
+
+#[actix_rt::test]
+async fn the_reconcile_button_starts_a_sweep_and_the_page_follows_it_to_its_summary() {
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    const STUDIO: &str = "hamburg";
+    let app = spawn_app(vec![
+        Studio::new("berlin").with("name = \"Berlin Mitte\"\n"),
+        Studio::new(STUDIO)
+            .with("name = \"Hamburg Altona\"\n")
+            .customers(250),
+    ])
+    .await;
+    // Tall enough for the whole page: nothing is scrolled under the toast.
+    let page = driver.session(1280, 1600).await;
+    page.goto(&format!("{}/", app.admin_url)).await;
+    connect(&page, ADMIN_TOKEN).await;
+    let row = format!("#studios-body tr[data-studio=\"{STUDIO}\"]");
+    wait_for(
+        &page,
+        "hamburg in the table",
+        "const row = document.querySelector(arguments[0]);
+         return row && (row.click(), true);",
+        vec![json!(row)],
+    )
+    .await;
+    sweep_shown(&page, "hamburg's reconcile section", "Never swept").await;
+    assert!(text(&page, &row).await.contains("never swept"));
+    let button = page
+        .find("#reconcile-start")
+        .await
+        .expect("a Reconcile button");
+
+    // The first sweep is a baseline; its first page keeps failing for now.
+    app.sim.set_fault(STUDIO, Fault::Status(503));
+    page.click(&button).await;
+    let retrying = problem_shown(&page, "the baseline retrying its first page", true).await;
+    for shown in [
+        "Retrying a page",
+        "503",
+        "Sweeping",
+        "by an operator",
+        "Baseline",
+    ] {
+        assert!(retrying.contains(shown), "{shown} missing:\n{retrying}");
+    }
+    assert!(text(&page, &row).await.contains("Sweeping"));
+    // A second operator, whose page had not seen the sweep yet, is told why nothing started.
+    page.execute(
+        "const button = document.getElementById('reconcile-start');
+         button.disabled = false;
+         button.click();",
+        vec![],
+    )
+    .await;
+    wait_for(
+        &page,
+        "the 409's message",
+        "const toast = document.getElementById('toast');
+         return !toast.hidden && toast.innerText.includes('already under way');",
+        vec![],
+    )
+    .await;
+
+    app.sim.set_fault(STUDIO, Fault::None);
+    let baseline = sweep_shown(&page, "the baseline's summary", "Last sweep").await;
+    assert!(baseline.contains("Baseline"), "{baseline}");
+    for (key, expected) in [("pages", 3), ("customers", 250), ("emitted", 0)] {
+        assert_eq!(count(&page, key).await, expected, "{key}:\n{baseline}");
+    }
+    assert!(
+        count(&page, "requests").await >= 4,
+        "the failed request counts"
+    );
+    assert!(text(&page, "#reconcile-problem").await.is_empty());
+    assert!(text(&page, &row).await.contains("baseline"));
+
+    // A sweep given up on: the reason stays shown next to the last summary.
+    app.sim.set_fault(STUDIO, Fault::Status(400));
+    page.click(&button).await;
+    let given_up = problem_shown(&page, "the sweep given up", false).await;
+    for shown in ["given up", "400", "Last sweep"] {
+        assert!(given_up.contains(shown), "{shown} missing:\n{given_up}");
+    }
+    assert!(text(&page, &row).await.contains("Given up"));
+
+    // What changed since the baseline, found one slow page at a time.
+    app.sim.set_fault(STUDIO, Fault::None);
+    app.sim
+        .update_customer(STUDIO, 5, json!({"email": "moved@example.com"}));
+    app.sim.delete_customer(STUDIO, 9);
+    app.sim
+        .add_customer(STUDIO, json!({"lastName": "Newcomer"}));
+    app.sim
+        .set_fault(STUDIO, Fault::Delay(Duration::from_secs(2)));
+    page.click(&button).await;
+    wait_for(
+        &page,
+        "a page done while the sweep runs",
+        "const pages = document.querySelector('#reconcile-body [data-count=\"pages\"]');
+         return document.getElementById('reconcile-start').disabled
+             && document.getElementById('reconcile-body').innerText.includes('Sweeping')
+             && pages && Number(pages.innerText) >= 1;",
+        vec![],
+    )
+    .await;
+    assert!(
+        text(&page, "#reconcile-problem").await.is_empty(),
+        "the failure is cleared"
+    );
+    app.sim.set_fault(STUDIO, Fault::None);
+    let found = sweep_shown(&page, "the second sweep's summary", "Last sweep").await;
+    assert!(!found.contains("Baseline"), "{found}");
+    for (key, expected) in [
+        ("added", 1),
+        ("changed", 1),
+        ("deleted", 1),
+        ("emitted", 3),
+        ("customers", 250),
+    ] {
+        assert_eq!(count(&page, key).await, expected, "{key}:\n{found}");
+    }
+    assert!(text(&page, &row).await.contains("3 changes"));
+    let reconciled = app.delivered(STUDIO, 3).await;
+    assert!(
+        reconciled
+            .iter()
+            .all(|e| e["type"] == "CUSTOMER_RECONCILED"),
+        "{reconciled:?}"
+    );
+    page.screenshot_full_page(1280, &artifact("status-page-reconcile.png"))
         .await;
     drop(page);
     drop(driver);

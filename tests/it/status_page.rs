@@ -1,4 +1,5 @@
-//! The status page and the JSON fields only it needs: 429 holds and sink health per studio.
+//! The status page and the JSON fields only it needs: 429 holds, sink health and reconcile
+//! sweeps per studio.
 
 use gymrelay::simulate::Fault;
 
@@ -136,5 +137,74 @@ async fn studios_show_each_sinks_deliveries_and_which_one_is_failing() {
     assert_eq!(bad["delivered"], 0);
     assert!(bad["failed"].as_u64().unwrap() >= 1, "{bad}");
     assert_eq!(berlin["state"], "retrying");
+    app.stop().await;
+}
+
+/// The studio's `reconcile` in `/api/studios`.
+async fn shown_sweeps(app: &TestApp) -> serde_json::Value {
+    app.admin_json("GET", "/api/studios").await["studios"][0]["reconcile"].clone()
+}
+
+#[actix_rt::test]
+async fn studios_show_a_reconcile_sweep_under_way_then_its_summary() {
+    let app = spawn_app(vec![Studio::new("berlin").customers(250)]).await;
+    // The page's Reconcile button posts to the endpoint this test uses.
+    assert!(get(&app, "/").await.3.contains("id=\"reconcile-start\""));
+    assert!(get(&app, "/status/app.js").await.3.contains("'/reconcile'"));
+    let studios = app.admin_json("GET", "/api/studios").await;
+    assert!(
+        studios["studios"][0].get("reconcile").is_none(),
+        "never swept: {studios}"
+    );
+
+    // The first page keeps failing, so the sweep stays under way.
+    app.sim.set_fault("berlin", Fault::Status(503));
+    let (status, body) = app.admin("POST", "/api/studios/berlin/reconcile").await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = app.admin("POST", "/api/studios/berlin/reconcile").await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("already under way"), "{body}");
+    let running = eventually("the sweep retrying its first page", || async {
+        let shown = shown_sweeps(&app).await;
+        shown["running"]["last_error"].is_string().then_some(shown)
+    })
+    .await;
+    let sweep = &running["running"];
+    assert!(
+        sweep["last_error"].as_str().unwrap().contains("503"),
+        "{running}"
+    );
+    assert_eq!(
+        (&sweep["trigger"], &sweep["baseline"]),
+        (&"manual".into(), &true.into())
+    );
+    assert!(sweep["started_ms"].as_i64().is_some(), "{running}");
+    assert!(running["last"].is_null(), "{running}");
+
+    app.sim.set_fault("berlin", Fault::None);
+    let ended = eventually("the sweep's summary", || async {
+        let shown = shown_sweeps(&app).await;
+        (shown["running"].is_null() && shown["last"].is_object()).then_some(shown)
+    })
+    .await;
+    let last = &ended["last"];
+    let progress = &last["progress"];
+    for (count, expected) in [
+        ("pages", 3),
+        ("customers", 250),
+        ("added", 250),
+        ("emitted", 0),
+    ] {
+        assert_eq!(progress[count], expected, "{count}: {ended}");
+    }
+    assert!(
+        progress["requests"].as_u64() >= Some(4),
+        "retries count: {ended}"
+    );
+    assert!(
+        last["finished_ms"].as_i64() >= last["started_ms"].as_i64(),
+        "{ended}"
+    );
+    assert!(ended.get("failure").is_none(), "{ended}");
     app.stop().await;
 }

@@ -43,6 +43,8 @@
     timer: null,
     polling: false,
     lettersKey: '',
+    // The studio whose Reconcile request is on its way.
+    reconciling: null,
   };
 
   // ---- DOM helpers: text only ------------------------------------------------------------
@@ -93,6 +95,15 @@
     const h = Math.floor(seconds / 3600);
     if (h < 48) return h + ' h ' + Math.floor((seconds % 3600) / 60) + ' min';
     return Math.floor(h / 24) + ' d';
+  }
+
+  // A time of day today, with the date on other days.
+  function when(at) {
+    return new Date(at).toDateString() === new Date().toDateString() ? clock(at) : dateTime(at);
+  }
+
+  function plural(n, one, many) {
+    return number.format(n) + ' ' + (n === 1 ? one : many || one + 's');
   }
 
   function ms(value) {
@@ -264,6 +275,14 @@
     holds,
     sinks: failingSinks,
     dead: (s) => s.dead_letters,
+    // Descending: sweeps under way, then given up, then by when the last one ended.
+    reconcile: (s) => {
+      const r = s.reconcile;
+      if (!r) return 0;
+      if (r.running) return 3e13;
+      if (r.failure) return 2e13;
+      return r.last ? r.last.finished_ms : 0;
+    },
   };
 
   function visibleStudios() {
@@ -353,7 +372,8 @@
       el('td', { 'data-label': 'Dead letters', class: 'num' },
         s.dead_letters
           ? el('a', { class: 'pill tone-bad', href: '#dead-' + s.id, text: number.format(s.dead_letters) })
-          : el('span', { class: 'muted', text: '0' })));
+          : el('span', { class: 'muted', text: '0' })),
+      el('td', { 'data-label': 'Reconcile' }, reconcileCell(s)));
   }
 
   function renderStudios() {
@@ -501,7 +521,108 @@
     $('detail-error').hidden = !problem;
     $('detail-error').textContent = problem;
     if (state.minutes) renderCharts(state.minutes);
+    renderReconcile(studio);
   }
+
+  // ---- reconcile --------------------------------------------------------------------------
+
+  const TRIGGERS = {
+    manual: 'by an operator',
+    downtime: 'after the relay was down',
+    schedule: 'on schedule',
+    baseline: 'when reconcile was turned on',
+  };
+
+  const changes = (p) => p.added + p.changed + p.deleted;
+  const triggered = (sweep) => TRIGGERS[sweep.trigger] || '(' + sweep.trigger + ')';
+
+  function reconcileCell(s) {
+    const r = s.reconcile;
+    if (!r) return el('span', { class: 'muted', text: 'never swept' });
+    if (r.running) {
+      const p = r.running.progress;
+      const error = r.running.last_error;
+      return el('div', {},
+        el('span', { class: 'badge tone-ok', text: 'Sweeping' }),
+        el('div', { class: 'sub' + (error ? ' tone-text-warn' : ''), title: error || null,
+          text: error ? 'retrying a page' : plural(p.customers, 'customer') }));
+    }
+    if (r.failure) return el('span', { class: 'badge tone-bad', title: r.failure, text: 'Given up' });
+    const last = r.last;
+    return el('div', {},
+      el('div', { text: last.baseline ? 'baseline' : plural(changes(last.progress), 'change') }),
+      el('div', { class: 'sub', text: when(last.finished_ms) }));
+  }
+
+  function renderReconcile(studio) {
+    const r = studio.reconcile || {};
+    const running = r.running;
+    const starting = state.reconciling === studio.id;
+    const button = $('reconcile-start');
+    button.disabled = Boolean(running) || starting;
+    button.textContent = running ? 'Sweep under way' : starting ? 'Starting…' : 'Reconcile';
+    const problem = running
+      ? running.last_error && 'Retrying a page: ' + running.last_error
+      : r.failure && 'The last sweep was given up: ' + r.failure;
+    $('reconcile-problem').hidden = !problem;
+    $('reconcile-problem').textContent = problem || '';
+
+    const sweep = running || r.last;
+    if (!sweep) {
+      $('reconcile-body').replaceChildren(el('p', { class: 'reconcile-line muted',
+        text: r.failure ? 'No sweep has finished yet.' : 'Never swept.' }));
+      return;
+    }
+    const p = sweep.progress;
+    const line = running
+      ? [el('span', { class: 'badge tone-ok', text: 'Sweeping' }), ' started ' + when(sweep.started_ms) + ' ' + triggered(sweep)]
+      : [el('span', { class: 'badge tone-idle', text: 'Last sweep' }),
+        ' finished ' + when(sweep.finished_ms) + ' after ' + age((sweep.finished_ms - sweep.started_ms) / 1000)
+          + ', started ' + triggered(sweep)];
+    const note = sweep.baseline
+      ? (sweep.emit_all
+        ? 'Baseline: the first sweep of this studio. It records every customer and emits each one.'
+        : 'Baseline: the first sweep of this studio. It records every customer and emits nothing; later sweeps emit what changed.')
+      : sweep.emit_all ? 'Emits every customer, changed or not.' : null;
+    const tiles = [
+      ['pages', 'Pages', p.pages],
+      ['customers', 'Customers', p.customers],
+      ['added', 'Added', p.added],
+      ['changed', 'Changed', p.changed],
+      ['deleted', 'Deleted', p.deleted],
+      ['emitted', 'Events emitted', p.emitted],
+      ['requests', 'Open API requests', p.requests, 'Requests the sweep made, retries included: the Open API budget it used'],
+    ];
+    // replaceChildren, unlike el(), would show a missing note as the text "null".
+    $('reconcile-body').replaceChildren(...[
+      el('p', { class: 'reconcile-line' }, line),
+      note ? el('p', { class: 'reconcile-note', text: note }) : null,
+      el('div', { class: 'tiles' }, tiles.map(([key, label, value, title]) => el('div', { class: 'tile', title },
+        el('span', { class: 'tile-label', text: label }),
+        el('span', { class: 'tile-value', 'data-count': key, text: number.format(value) })))),
+    ].filter(Boolean));
+  }
+
+  $('reconcile-start').addEventListener('click', async () => {
+    const id = state.selected;
+    const button = $('reconcile-start');
+    if (!id || button.disabled) return;
+    state.reconciling = id;
+    renderDetail();
+    try {
+      const answer = await api('POST', studioPath(id) + '/reconcile');
+      const studio = state.studios.find((s) => s.id === id);
+      if (studio) studio.reconcile = { running: answer.running, last: answer.last, failure: answer.failure };
+      toast('Reconcile started for ' + id, 'ok');
+    } catch (e) {
+      if (e instanceof Refused) { signOut(e.message); return; }
+      toast('Reconcile not started: ' + e.message, 'bad');
+    } finally {
+      state.reconciling = null;
+    }
+    render();
+    poll();
+  });
 
   // ---- recent events ----------------------------------------------------------------------
 
