@@ -10,6 +10,7 @@ mod digest;
 mod digest_set;
 mod reconcile;
 mod seen;
+mod sled_files;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
@@ -131,6 +132,12 @@ impl Store {
             path: config.path.display().to_string(),
             reason,
         };
+        // What a crash or power loss can leave that sled would refuse (see `sled_files`).
+        let removed = sled_files::remove_unfinished(&config.path)
+            .map_err(|e| open_error(format!("unfinished files: {e}")))?;
+        for file in removed {
+            tracing::warn!(path = %config.path.display(), %file, "removed a file that sled left unfinished at a crash or power loss");
+        }
         let db = sled::Config::new()
             .path(&config.path)
             .cache_capacity(config.cache_capacity_bytes)
@@ -146,7 +153,8 @@ impl Store {
             .write(true)
             .open(config.path.join("db"))
             .map_err(|e| open_error(format!("db file: {e}")))?;
-        // The directory entry of a newly created database must survive a power loss too.
+        sled_files::sync_conf(&config.path).map_err(|e| open_error(format!("sync conf: {e}")))?;
+        // The directory entries of a newly created database must survive a power loss too.
         std::fs::File::open(&config.path)
             .and_then(|dir| dir.sync_all())
             .map_err(|e| open_error(format!("sync directory: {e}")))?;

@@ -89,76 +89,6 @@ fn write_config(dir: &Path) {
     std::fs::write(dir.join("gymrelay.toml"), config).unwrap();
 }
 
-/// Senders posting unique uuids as fast as the relay answers, until told to stop.
-fn load(
-    url: &str,
-    studios: &[&'static str],
-    stop: &Arc<AtomicBool>,
-    count: &Arc<AtomicUsize>,
-) -> Vec<thread::JoinHandle<Vec<(String, String)>>> {
-    (0..4)
-        .map(|t| {
-            let (url, stop, count) = (url.to_string(), stop.clone(), count.clone());
-            let studio = studios[t % studios.len()];
-            thread::spawn(move || {
-                let agent = ureq::AgentBuilder::new()
-                    .timeout(Duration::from_secs(5))
-                    .build();
-                let mut acked = Vec::new();
-                for i in 0.. {
-                    if stop.load(Ordering::Relaxed) || i >= 3000 {
-                        break;
-                    }
-                    let uuid = format!("crash-{t}-{}", uuid::Uuid::new_v4());
-                    // Mostly types without a fetch, so the Open API budget does not slow the drain.
-                    let event_type = if i % 10 == 0 {
-                        "CUSTOMER_UPDATED"
-                    } else {
-                        "CUSTOMER_DELETED"
-                    };
-                    let body = notification(&uuid, event_type, i + 1, None).to_string();
-                    let answer = agent
-                        .post(&url)
-                        .set("x-api-key", &webhook_key(studio))
-                        .send_string(&body);
-                    match answer {
-                        Ok(res) if res.status() == 200 => {
-                            acked.push((studio.to_string(), uuid));
-                            count.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Ok(_) => {}
-                        Err(_) => thread::sleep(Duration::from_millis(5)),
-                    }
-                }
-                acked
-            })
-        })
-        .collect()
-}
-
-/// Posts each `(studio, uuid)` again and returns each answer's `status` (or what went wrong).
-fn resend_all(url: &str, sent: &[(String, String)]) -> Vec<String> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(5))
-        .build();
-    sent.iter()
-        .map(|(studio, uuid)| {
-            let body = notification(uuid, "CUSTOMER_DELETED", 1, None).to_string();
-            match agent
-                .post(url)
-                .set("x-api-key", &webhook_key(studio))
-                .send_string(&body)
-            {
-                Ok(res) => res
-                    .into_json::<serde_json::Value>()
-                    .map(|v| v["status"].as_str().unwrap_or_default().to_string())
-                    .unwrap_or_else(|e| e.to_string()),
-                Err(e) => e.to_string(),
-            }
-        })
-        .collect()
-}
-
 #[actix_rt::test]
 async fn sigkill_under_load_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
@@ -174,7 +104,7 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
         let relay = ChildRelay::start(dir.path());
         let stop = Arc::new(AtomicBool::new(false));
         let count = Arc::new(AtomicUsize::new(0));
-        let senders = load(&relay.url, &names, &stop, &count);
+        let senders = send_until_stopped(&relay.url, &names, "crash", 10, &stop, &count);
         // Kill mid-load: after some acknowledgements, while requests are in flight.
         eventually("acknowledgements before the kill", || {
             let n = count.load(Ordering::Relaxed);
@@ -182,13 +112,7 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
         })
         .await;
         relay.kill();
-        stop.store(true, Ordering::Relaxed);
-        for s in senders {
-            let got = actix_web::rt::task::spawn_blocking(move || s.join().unwrap())
-                .await
-                .unwrap();
-            acked.extend(got);
-        }
+        acked.extend(stop_senders(&stop, senders).await);
         eprintln!("after kill: {} acknowledged so far", acked.len());
     }
 
@@ -298,7 +222,7 @@ async fn sigterm_under_load_exits_cleanly_and_loses_no_acknowledged_event() {
     let relay = ChildRelay::start(dir.path());
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicUsize::new(0));
-    let senders = load(&relay.url, &["berlin"], &stop, &count);
+    let senders = send_until_stopped(&relay.url, &["berlin"], "crash", 10, &stop, &count);
     eventually("acknowledgements before SIGTERM", || {
         let n = count.load(Ordering::Relaxed);
         async move { (n >= 500).then_some(()) }
@@ -307,15 +231,7 @@ async fn sigterm_under_load_exits_cleanly_and_loses_no_acknowledged_event() {
     let (code, took) = actix_web::rt::task::spawn_blocking(move || relay.terminate())
         .await
         .unwrap();
-    stop.store(true, Ordering::Relaxed);
-    let mut acked = Vec::new();
-    for s in senders {
-        acked.extend(
-            actix_web::rt::task::spawn_blocking(move || s.join().unwrap())
-                .await
-                .unwrap(),
-        );
-    }
+    let acked = stop_senders(&stop, senders).await;
     assert_eq!(code, Some(0), "exit code after SIGTERM");
     eprintln!(
         "sigterm: stopped in {took:?} with {} acknowledged",

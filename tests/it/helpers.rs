@@ -2,6 +2,8 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gymrelay::app::RelayHandle;
@@ -410,6 +412,15 @@ impl RelayProcess {
     /// Writes `gymrelay.toml` into `dir` for the tenants already there, with `extra` appended
     /// (whole tables), and waits until both listeners are up.
     pub async fn start(dir: &Path, extra: &str) -> RelayProcess {
+        let mut relay = RelayProcess::spawn(dir, extra);
+        if let Err(log) = relay.listening().await {
+            panic!("the relay ended before it listened:\n{log}");
+        }
+        relay
+    }
+
+    /// As [`RelayProcess::start`], without waiting for anything.
+    pub fn spawn(dir: &Path, extra: &str) -> RelayProcess {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
 
@@ -438,28 +449,47 @@ impl RelayProcess {
                 let _ = tx.send(line);
             }
         });
-        let mut relay = RelayProcess {
+        RelayProcess {
             child,
             lines,
             log: Vec::new(),
             url: String::new(),
             admin_url: String::new(),
-        };
-        let (url, admin_url) = eventually("the relay to log its addresses", || {
+        }
+    }
+
+    /// Waits until both listeners are up and fills in their URLs, or returns the whole log if
+    /// the relay ends first (its storage did not open, say).
+    pub async fn listening(&mut self) -> Result<(), String> {
+        let relay = &mut *self;
+        let addresses = eventually("the relay to log its addresses", || {
             let webhook = relay.logged_addr("listening for webhooks on POST /webhook");
             let admin = relay.logged_addr("admin listener: /healthz /readyz /metrics /api");
             let both = webhook.zip(admin).map(|(webhook, admin)| {
-                (
+                Ok((
                     format!("http://{webhook}/webhook"),
                     format!("http://{admin}"),
-                )
+                ))
             });
-            async move { both }
+            let ended = relay.child.try_wait().unwrap().is_some();
+            let outcome = both.or_else(|| ended.then_some(Err(())));
+            async move { outcome }
         })
         .await;
-        relay.url = url;
-        relay.admin_url = admin_url;
-        relay
+        match addresses {
+            Ok((url, admin_url)) => {
+                self.url = url;
+                self.admin_url = admin_url;
+                Ok(())
+            }
+            Err(()) => {
+                // The reader thread ends with the child's stderr.
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
+                    self.log.push(line);
+                }
+                Err(self.log.join("\n"))
+            }
+        }
     }
 
     /// Brings `log` up to date.
@@ -531,4 +561,95 @@ impl Drop for RelayProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Four senders posting unique uuids (`<prefix>-<sender>-<uuid v4>`) to `url`, spread over
+/// `studios`, as fast as the relay answers, until `stop` (or 3000 each). One event in
+/// `fetch_every` needs an Open API request (`CUSTOMER_UPDATED`), the others none
+/// (`CUSTOMER_DELETED`), so the studio's budget does not hold up the drain. `count` counts the
+/// 200s as they come; each sender returns the `(studio, uuid)` it got a 200 for.
+pub fn send_until_stopped(
+    url: &str,
+    studios: &[&'static str],
+    prefix: &'static str,
+    fetch_every: i64,
+    stop: &Arc<AtomicBool>,
+    count: &Arc<AtomicUsize>,
+) -> Vec<std::thread::JoinHandle<Vec<(String, String)>>> {
+    (0..4)
+        .map(|t| {
+            let (url, stop, count) = (url.to_string(), stop.clone(), count.clone());
+            let studio = studios[t % studios.len()];
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(5))
+                    .build();
+                let mut acked = Vec::new();
+                for i in 0.. {
+                    if stop.load(Ordering::Relaxed) || i >= 3000 {
+                        break;
+                    }
+                    let uuid = format!("{prefix}-{t}-{}", uuid::Uuid::new_v4());
+                    let event_type = if i % fetch_every == 0 {
+                        "CUSTOMER_UPDATED"
+                    } else {
+                        "CUSTOMER_DELETED"
+                    };
+                    let body = notification(&uuid, event_type, i + 1, None).to_string();
+                    let answer = agent
+                        .post(&url)
+                        .set("x-api-key", &webhook_key(studio))
+                        .send_string(&body);
+                    match answer {
+                        Ok(res) if res.status() == 200 => {
+                            acked.push((studio.to_string(), uuid));
+                            count.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(_) => {}
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+                acked
+            })
+        })
+        .collect()
+}
+
+/// Stops the senders of [`send_until_stopped`]; what they got a 200 for.
+pub async fn stop_senders(
+    stop: &AtomicBool,
+    senders: Vec<std::thread::JoinHandle<Vec<(String, String)>>>,
+) -> Vec<(String, String)> {
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for s in senders {
+        let got = actix_web::rt::task::spawn_blocking(move || s.join().unwrap())
+            .await
+            .unwrap();
+        acked.extend(got);
+    }
+    acked
+}
+
+/// Posts each `(studio, uuid)` again and returns each answer's `status` (or what went wrong).
+pub fn resend_all(url: &str, sent: &[(String, String)]) -> Vec<String> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build();
+    sent.iter()
+        .map(|(studio, uuid)| {
+            let body = notification(uuid, "CUSTOMER_DELETED", 1, None).to_string();
+            match agent
+                .post(url)
+                .set("x-api-key", &webhook_key(studio))
+                .send_string(&body)
+            {
+                Ok(res) => res
+                    .into_json::<serde_json::Value>()
+                    .map(|v| v["status"].as_str().unwrap_or_default().to_string())
+                    .unwrap_or_else(|e| e.to_string()),
+                Err(e) => e.to_string(),
+            }
+        })
+        .collect()
 }
