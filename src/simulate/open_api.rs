@@ -160,7 +160,8 @@ impl OpenApiSim {
         let fields = object(fields);
         let found = self
             .studio(studio_id)
-            .customers(|changes, data| changes.update(data, id, &fields));
+            .update_customer(id, &fields)
+            .is_some();
         assert!(found, "studio {studio_id} has no customer {id}");
     }
 
@@ -172,8 +173,7 @@ impl OpenApiSim {
     /// If the studio is not served or `fields` is not an object.
     pub fn add_customer(&self, studio_id: &str, fields: serde_json::Value) -> i64 {
         let fields = object(fields);
-        self.studio(studio_id)
-            .customers(|changes, data| changes.add(data, &fields))
+        self.studio(studio_id).add_customer(&fields).0
     }
 
     /// Deletes a customer: `GET /v1/customers/{id}` (and its contracts and communication
@@ -182,9 +182,7 @@ impl OpenApiSim {
     /// # Panics
     /// If the studio is not served or the customer does not exist (or was already deleted).
     pub fn delete_customer(&self, studio_id: &str, id: i64) {
-        let found = self
-            .studio(studio_id)
-            .customers(|changes, data| changes.delete(data, id));
+        let found = self.studio(studio_id).delete_customer(id);
         assert!(found, "studio {studio_id} has no customer {id}");
     }
 
