@@ -1,8 +1,9 @@
 //! Customers changed, added or deleted while the simulator runs, kept beside the generated ones.
 //!
-//! The generated data stays as it is (reproducible, nothing stored); only what a test changes is
-//! held here, so that a test can change a studio while the relay is down and then watch the relay
-//! catch up. Every customer answer, by id or in the list, reads through this.
+//! The generated data stays as it is (reproducible, nothing stored); only what a test or a person
+//! (through the routes in [`super::control`]) changes is held here, so that a studio can change
+//! while the relay is down and the relay be watched catching up. Every customer answer, by id or
+//! in the list, reads through this.
 
 use std::collections::{BTreeMap, BTreeSet};
 

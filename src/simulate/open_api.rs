@@ -151,7 +151,7 @@ impl OpenApiSim {
 
     /// Sets `fields` (a JSON object) in a customer's record, as the studio would when a member
     /// changes their address: both `GET /v1/customers/{id}` and the list answer with the new
-    /// record. The `id` stays.
+    /// record. The `id` stays. `PATCH /{studio}/v1/customers/{id}` does the same over HTTP.
     ///
     /// # Panics
     /// If the studio is not served, the customer does not exist (or was deleted), or `fields` is
@@ -167,7 +167,8 @@ impl OpenApiSim {
 
     /// Adds a customer with the next id above every id the studio ever had, and returns that
     /// id. The record starts as a generated customer, so the fields the vendor always sends are
-    /// there; `fields` (a JSON object) are set over it, except `id`.
+    /// there; `fields` (a JSON object) are set over it, except `id`. `POST
+    /// /{studio}/v1/customers` does the same over HTTP.
     ///
     /// # Panics
     /// If the studio is not served or `fields` is not an object.
@@ -177,7 +178,8 @@ impl OpenApiSim {
     }
 
     /// Deletes a customer: `GET /v1/customers/{id}` (and its contracts and communication
-    /// preferences) answer 404 and the list leaves it out.
+    /// preferences) answer 404 and the list leaves it out. `DELETE
+    /// /{studio}/v1/customers/{id}` does the same over HTTP.
     ///
     /// # Panics
     /// If the studio is not served or the customer does not exist (or was already deleted).

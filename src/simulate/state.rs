@@ -21,7 +21,8 @@ pub(crate) struct StudioEntry {
     pub open_api_key: String,
     pub data: DataSet,
     pub latency: Latency,
-    /// Customers as changed by the test; customer answers read them, not `data`.
+    /// Customers as changed by a test or the control routes; customer answers read them, not
+    /// `data`.
     customers: Mutex<CustomerChanges>,
 }
 
@@ -57,9 +58,10 @@ impl StudioEntry {
         self.customers(|changes, data| changes.page(data, after, size))
     }
 
-    // Every change to customers goes through these three. Update and add answer the record they
-    // left, taken under the same lock, so that a caller that shows it cannot be overtaken by
-    // another change between the write and a second look-up.
+    // Every change to customers goes through these three, from `OpenApiSim`'s methods and from
+    // the HTTP routes of `control` alike. Update and add answer the record they left, taken
+    // under the same lock, so that a caller that shows it cannot be overtaken by another change
+    // between the write and a second look-up.
 
     /// The new record, or `None` if there is no such customer.
     pub(crate) fn update_customer(&self, id: i64, fields: &Map<String, Value>) -> Option<Value> {
