@@ -19,8 +19,20 @@ const DEFAULT_STUDIOS: &[(&str, &str)] = &[
     ("hamburg-altona", "demo-openapi-hamburg"),
 ];
 
+/// Shown under `gymrelay simulate --help`: the routes that are not the vendor's.
+const CONTROL_HELP: &str = "\
+Changing customers (to try reconcile by hand), with the studio's Open API key as x-api-key:
+  PATCH  /{studio}/v1/customers/{id}  JSON object body: fields to set (the id stays)
+                                      200 with the new record, 404 if none, 400 if not an object
+  POST   /{studio}/v1/customers       JSON object body: a new customer above every id so far
+                                      201 with the new record
+  DELETE /{studio}/v1/customers/{id}  204, 404 if none
+GET /v1/customers/{id} and the list show the change at once. These writes are not counted
+against --vendor-limit and do not wait for --latency.";
+
 /// Options of `gymrelay simulate`.
 #[derive(Clone, clap::Args)]
+#[command(after_help = CONTROL_HELP)]
 pub struct SimulateArgs {
     /// Address of the simulated Open API; every studio lives under /{studio_id}.
     #[arg(long, default_value = "127.0.0.1:8090")]
@@ -170,6 +182,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     for id in &ids {
         println!("  {id:<20} base_url = {}", sim.base_url(id));
     }
+    println!("  customers can be changed with PATCH, POST and DELETE (see --help)");
     if let Some(limit) = args.vendor_limit {
         println!(
             "  vendor limit: {limit} requests per endpoint per {} s",

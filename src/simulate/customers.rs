@@ -1,8 +1,9 @@
 //! Customers changed, added or deleted while the simulator runs, kept beside the generated ones.
 //!
-//! The generated data stays as it is (reproducible, nothing stored); only what a test changes is
-//! held here, so that a test can change a studio while the relay is down and then watch the relay
-//! catch up. Every customer answer, by id or in the list, reads through this.
+//! The generated data stays as it is (reproducible, nothing stored); only what a test or a person
+//! (through the routes in [`super::control`]) changes is held here, so that a studio can change
+//! while the relay is down and the relay be watched catching up. Every customer answer, by id or
+//! in the list, reads through this.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -53,26 +54,30 @@ impl CustomerChanges {
         }
     }
 
-    /// Sets `fields` in the customer's record, keeping its id. `false` if there is no such
-    /// customer.
-    pub(crate) fn update(&mut self, data: &DataSet, id: i64, fields: &Map<String, Value>) -> bool {
-        let Some(mut record) = self.customer(data, id) else {
-            return false;
-        };
+    /// Sets `fields` in the customer's record, keeping its id, and returns the new record;
+    /// `None` if there is no such customer.
+    pub(crate) fn update(
+        &mut self,
+        data: &DataSet,
+        id: i64,
+        fields: &Map<String, Value>,
+    ) -> Option<Value> {
+        let mut record = self.customer(data, id)?;
         merge(&mut record, fields, id);
-        self.records.insert(id, record);
-        true
+        self.records.insert(id, record.clone());
+        Some(record)
     }
 
     /// A new customer above every id handed out so far: a generated one for that id with
     /// `fields` set, so that the fields the vendor always sends are there unless overridden.
-    pub(crate) fn add(&mut self, data: &DataSet, fields: &Map<String, Value>) -> i64 {
+    /// Returns its id and record.
+    pub(crate) fn add(&mut self, data: &DataSet, fields: &Map<String, Value>) -> (i64, Value) {
         self.last_id += 1;
         let id = self.last_id;
         let mut record = data.generated_customer(id);
         merge(&mut record, fields, id);
-        self.records.insert(id, record);
-        id
+        self.records.insert(id, record.clone());
+        (id, record)
     }
 
     /// `false` if there is no such customer (never was, or already deleted).
@@ -167,32 +172,34 @@ mod tests {
     fn updates_merge_and_keep_the_id() {
         let data = data();
         let mut changes = CustomerChanges::new(&data);
-        assert!(changes.update(&data, 3, &fields(json!({"firstName": "Ada", "id": 99}))));
+        let answered = changes.update(&data, 3, &fields(json!({"firstName": "Ada", "id": 99})));
         let updated = changes.customer(&data, 3).expect("still there");
+        assert_eq!(answered.as_ref(), Some(&updated));
         assert_eq!(updated["firstName"], "Ada");
         assert_eq!(updated["id"], 3);
         let generated = data.customer(3).expect("generated");
         assert_eq!(updated["lastName"], generated["lastName"]);
         assert_eq!(changes.page(&data, 2, 1).customers, vec![updated]);
-        assert!(!changes.update(&data, 11, &Map::new()));
+        assert!(changes.update(&data, 11, &Map::new()).is_none());
     }
 
     #[test]
     fn added_customers_come_after_the_rest_and_deleted_ids_are_not_reused() {
         let data = data();
         let mut changes = CustomerChanges::new(&data);
-        let added = changes.add(&data, &fields(json!({"lastName": "Lovelace"})));
+        let (added, answered) = changes.add(&data, &fields(json!({"lastName": "Lovelace"})));
         assert_eq!(added, 11);
         let record = changes.customer(&data, 11).expect("added");
+        assert_eq!(answered, record);
         assert_eq!(record["lastName"], "Lovelace");
         assert_eq!(record["id"], 11);
         assert!(record["status"].is_string() && record["accessRefusal"].is_boolean());
 
         assert!(changes.delete(&data, 11));
         assert!(!changes.delete(&data, 11));
-        assert_eq!(changes.add(&data, &Map::new()), 12);
+        assert_eq!(changes.add(&data, &Map::new()).0, 12);
         assert!(changes.customer(&data, 11).is_none());
-        assert!(!changes.update(&data, 11, &Map::new()));
+        assert!(changes.update(&data, 11, &Map::new()).is_none());
         let page = changes.page(&data, 9, 100);
         assert_eq!(ids(&page), vec![10, 12]);
     }
@@ -201,12 +208,14 @@ mod tests {
     fn deleted_customers_are_gone_from_both_answers() {
         let data = data();
         let mut changes = CustomerChanges::new(&data);
-        assert!(changes.update(&data, 5, &fields(json!({"email": "x@example.com"}))));
+        assert!(changes
+            .update(&data, 5, &fields(json!({"email": "x@example.com"})))
+            .is_some());
         assert!(changes.delete(&data, 5));
         assert!(changes.delete(&data, 1));
         assert!(!changes.exists(&data, 5));
         assert!(changes.customer(&data, 5).is_none());
-        assert!(!changes.update(&data, 5, &Map::new()));
+        assert!(changes.update(&data, 5, &Map::new()).is_none());
         let page = changes.page(&data, 0, 3);
         assert_eq!((ids(&page), page.has_next), (vec![2, 3, 4], true));
         let page = changes.page(&data, 4, 100);

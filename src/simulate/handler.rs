@@ -1,5 +1,6 @@
 //! The single handler behind every path: studio prefix, fault, key, method, vendor limit,
-//! latency, data.
+//! latency, data. Writes to customers, a test control rather than the vendor's API, leave after
+//! the key for [`super::control`].
 //!
 //! One catch-all handler rather than one actix route per endpoint, because HEAD must answer on
 //! any path, unknown studios must 404 before anything else, and every request, matched or not,
@@ -10,15 +11,20 @@ use std::time::Instant;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::control::{self, Write};
 use super::fault::Fault;
 use super::record::RecordedRequest;
 use super::routes::{match_path, Matched, Route};
 use super::slice::Slice;
 use super::state::{SimState, StudioEntry};
-use super::vendor_error::vendor_error;
+use super::vendor_error::{unauthorized, vendor_error};
 use super::vendor_limit::Verdict;
 
-pub(crate) async fn handle(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
+pub(crate) async fn handle(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<SimState>,
+) -> HttpResponse {
     let arrived = Instant::now();
     let _in_flight = state.enter();
     let (studio_id, path) = split_studio(req.path());
@@ -36,9 +42,13 @@ pub(crate) async fn handle(req: HttpRequest, state: web::Data<SimState>) -> Http
         at: arrived,
     });
 
-    let response = match studio {
-        None => vendor_error(404, "unknown studio"),
-        Some(studio) => respond(&req, &state, studio_id, studio, matched, key_ok, arrived).await,
+    let response = match (studio, Write::of(req.method(), matched)) {
+        (None, _) => vendor_error(404, "unknown studio"),
+        (Some(_), Some(_)) if !key_ok => unauthorized(),
+        (Some(studio), Some(write)) => control::respond(write, &req, body, studio).await,
+        (Some(studio), None) => {
+            respond(&req, &state, studio_id, studio, matched, key_ok, arrived).await
+        }
     };
     state.log.complete(ticket, response.status().as_u16());
     response
@@ -110,7 +120,7 @@ fn decide(
         return Decision::Answer(if head {
             HttpResponse::Unauthorized().finish()
         } else {
-            vendor_error(401, "invalid or missing x-api-key")
+            unauthorized()
         });
     }
     if !head && req.method() != Method::GET {

@@ -4,6 +4,7 @@
 //! relay can be exercised end to end, vendor rate rule and failures included, on loopback only.
 
 mod cli;
+mod control;
 mod customers;
 pub mod data;
 mod events;

@@ -151,7 +151,7 @@ impl OpenApiSim {
 
     /// Sets `fields` (a JSON object) in a customer's record, as the studio would when a member
     /// changes their address: both `GET /v1/customers/{id}` and the list answer with the new
-    /// record. The `id` stays.
+    /// record. The `id` stays. `PATCH /{studio}/v1/customers/{id}` does the same over HTTP.
     ///
     /// # Panics
     /// If the studio is not served, the customer does not exist (or was deleted), or `fields` is
@@ -160,31 +160,31 @@ impl OpenApiSim {
         let fields = object(fields);
         let found = self
             .studio(studio_id)
-            .customers(|changes, data| changes.update(data, id, &fields));
+            .update_customer(id, &fields)
+            .is_some();
         assert!(found, "studio {studio_id} has no customer {id}");
     }
 
     /// Adds a customer with the next id above every id the studio ever had, and returns that
     /// id. The record starts as a generated customer, so the fields the vendor always sends are
-    /// there; `fields` (a JSON object) are set over it, except `id`.
+    /// there; `fields` (a JSON object) are set over it, except `id`. `POST
+    /// /{studio}/v1/customers` does the same over HTTP.
     ///
     /// # Panics
     /// If the studio is not served or `fields` is not an object.
     pub fn add_customer(&self, studio_id: &str, fields: serde_json::Value) -> i64 {
         let fields = object(fields);
-        self.studio(studio_id)
-            .customers(|changes, data| changes.add(data, &fields))
+        self.studio(studio_id).add_customer(&fields).0
     }
 
     /// Deletes a customer: `GET /v1/customers/{id}` (and its contracts and communication
-    /// preferences) answer 404 and the list leaves it out.
+    /// preferences) answer 404 and the list leaves it out. `DELETE
+    /// /{studio}/v1/customers/{id}` does the same over HTTP.
     ///
     /// # Panics
     /// If the studio is not served or the customer does not exist (or was already deleted).
     pub fn delete_customer(&self, studio_id: &str, id: i64) {
-        let found = self
-            .studio(studio_id)
-            .customers(|changes, data| changes.delete(data, id));
+        let found = self.studio(studio_id).delete_customer(id);
         assert!(found, "studio {studio_id} has no customer {id}");
     }
 

@@ -20,6 +20,9 @@ pub(crate) enum Route {
     TaxAdvisorExport(i64),
 }
 
+/// The template of one customer, which the control routes of [`super::control`] also write to.
+pub(crate) const CUSTOMER_TEMPLATE: &str = "/v1/customers/{id}";
+
 /// A path that fits a template; `route` is `None` when an id is not a number (the vendor's 400).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Matched {
@@ -33,7 +36,7 @@ pub(crate) fn match_path(path: &str) -> Option<Matched> {
     let id = |s: &str| s.parse::<i64>().ok();
     let (template, route) = match segments.as_slice() {
         ["v1", "customers"] => ("/v1/customers", Some(Route::CustomerList)),
-        ["v1", "customers", c] => ("/v1/customers/{id}", id(c).map(Route::Customer)),
+        ["v1", "customers", c] => (CUSTOMER_TEMPLATE, id(c).map(Route::Customer)),
         ["v1", "communications", c, "communication-preferences"] => (
             "/v1/communications/{id}/communication-preferences",
             id(c).map(Route::CommunicationPreferences),

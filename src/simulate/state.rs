@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use super::customers::{CustomerChanges, Page};
@@ -20,7 +21,8 @@ pub(crate) struct StudioEntry {
     pub open_api_key: String,
     pub data: DataSet,
     pub latency: Latency,
-    /// Customers as changed by the test; customer answers read them, not `data`.
+    /// Customers as changed by a test or the control routes; customer answers read them, not
+    /// `data`.
     customers: Mutex<CustomerChanges>,
 }
 
@@ -36,7 +38,7 @@ impl StudioEntry {
     }
 
     /// Reads or changes the studio's customers.
-    pub(crate) fn customers<T>(&self, f: impl FnOnce(&mut CustomerChanges, &DataSet) -> T) -> T {
+    fn customers<T>(&self, f: impl FnOnce(&mut CustomerChanges, &DataSet) -> T) -> T {
         let mut changes = self
             .customers
             .lock()
@@ -44,7 +46,7 @@ impl StudioEntry {
         f(&mut changes, &self.data)
     }
 
-    pub(crate) fn customer(&self, id: i64) -> Option<serde_json::Value> {
+    pub(crate) fn customer(&self, id: i64) -> Option<Value> {
         self.customers(|changes, data| changes.customer(data, id))
     }
 
@@ -54,6 +56,26 @@ impl StudioEntry {
 
     pub(crate) fn customer_page(&self, after: i64, size: usize) -> Page {
         self.customers(|changes, data| changes.page(data, after, size))
+    }
+
+    // Every change to customers goes through these three, from `OpenApiSim`'s methods and from
+    // the HTTP routes of `control` alike. Update and add answer the record they left, taken
+    // under the same lock, so that a caller that shows it cannot be overtaken by another change
+    // between the write and a second look-up.
+
+    /// The new record, or `None` if there is no such customer.
+    pub(crate) fn update_customer(&self, id: i64, fields: &Map<String, Value>) -> Option<Value> {
+        self.customers(|changes, data| changes.update(data, id, fields))
+    }
+
+    /// The new customer's id and record.
+    pub(crate) fn add_customer(&self, fields: &Map<String, Value>) -> (i64, Value) {
+        self.customers(|changes, data| changes.add(data, fields))
+    }
+
+    /// `false` if there is no such customer.
+    pub(crate) fn delete_customer(&self, id: i64) -> bool {
+        self.customers(|changes, data| changes.delete(data, id))
     }
 }
 

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use actix_web::http::Method;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::{json, Value};
 
@@ -807,6 +808,255 @@ async fn changing_a_customer_that_is_not_there_is_a_mistake() {
         .await
         .expect("the simulator starts");
     sim.update_customer("berlin", 2001, json!({"city": "Potsdam"}));
+}
+
+/// A control write as a person would send it with curl: status, `Location`, parsed JSON body
+/// (Null when empty or not JSON).
+async fn write(
+    client: &awc::Client,
+    method: Method,
+    url: &str,
+    key: Option<&str>,
+    body: &str,
+) -> (u16, Option<String>, Value) {
+    let mut request = client.request(method, url);
+    if let Some(key) = key {
+        request = request.insert_header(("x-api-key", key));
+    }
+    let mut response = request
+        .send_body(body.to_owned())
+        .await
+        .expect("the simulator answers");
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = response.body().await.expect("a body");
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (response.status().as_u16(), location, json)
+}
+
+#[actix_rt::test]
+async fn customers_change_over_http_as_through_the_rust_methods() {
+    let sim = OpenApiSim::start(loopback(), studios(), None)
+        .await
+        .expect("the simulator starts");
+    let client = awc::Client::default();
+    let berlin = sim.base_url("berlin");
+    let by_id = |id: i64| format!("{berlin}/v1/customers/{id}");
+    let key = Some("key-berlin");
+    let generated = DataSet::new("berlin", studios()[0].seed);
+
+    // PATCH merges the fields, keeps the id, and GET answers the new record from then on.
+    let (status, _, patched) = write(
+        &client,
+        Method::PATCH,
+        &by_id(17),
+        key,
+        r#"{"city": "Potsdam", "id": 99}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{patched}");
+    let mut expected = generated.customer(17).expect("customer 17");
+    expected["city"] = json!("Potsdam");
+    assert_eq!(patched, expected);
+    assert_eq!(get(&client, &by_id(17), key).await, (200, patched.clone()));
+
+    // POST adds a customer above every id, and says where it lives.
+    let (status, location, added) = write(
+        &client,
+        Method::POST,
+        &format!("{berlin}/v1/customers"),
+        key,
+        r#"{"firstName": "Ada", "lastName": "Lovelace"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{added}");
+    assert_eq!(added["id"], 2001);
+    assert_eq!(added["firstName"], "Ada");
+    assert!(added["status"].is_string(), "a full record: {added}");
+    assert_eq!(location.as_deref(), Some("/berlin/v1/customers/2001"));
+    assert_eq!(get(&client, &by_id(2001), key).await, (200, added.clone()));
+
+    // DELETE removes it from every answer; a second one finds nothing.
+    let (status, _, body) = write(&client, Method::DELETE, &by_id(18), key, "").await;
+    assert_eq!((status, body), (204, Value::Null));
+    let (status, body) = get(&client, &by_id(18), key).await;
+    assert_eq!(status, 404);
+    assert_vendor_error(&body, "NOT_FOUND");
+    for method in [Method::DELETE, Method::PATCH] {
+        let (status, _, body) = write(&client, method.clone(), &by_id(18), key, "{}").await;
+        assert_eq!(status, 404, "{method}");
+        assert_vendor_error(&body, "NOT_FOUND");
+    }
+
+    // The list agrees with GET by id on every change.
+    let all = list_all(&client, &berlin, "key-berlin", 100).await;
+    let expected_ids: Vec<i64> = (1..=2000).filter(|&id| id != 18).chain([2001]).collect();
+    assert_eq!(ids(&all), expected_ids);
+    let listed = |id: i64| all.iter().find(|c| c["id"] == id).cloned();
+    assert_eq!(listed(17), Some(patched));
+    assert_eq!(listed(2001), Some(added));
+
+    // One state behind both doors: the Rust methods see what HTTP changed, and the reverse.
+    assert_eq!(sim.add_customer("berlin", json!({})), 2002);
+    sim.update_customer("berlin", 2001, json!({"city": "Bonn"}));
+    assert_eq!(get(&client, &by_id(2001), key).await.1["city"], "Bonn");
+    let (status, _, _) = write(&client, Method::DELETE, &by_id(2002), key, "").await;
+    assert_eq!(status, 204);
+
+    // The other studio is untouched.
+    let hamburg = sim.base_url("hamburg");
+    assert_eq!(
+        list_all(&client, &hamburg, "key-hamburg", 100).await.len(),
+        2000
+    );
+    sim.stop().await;
+}
+
+#[actix_rt::test]
+async fn customer_writes_need_the_key_a_json_object_and_a_customer_path() {
+    let sim = OpenApiSim::start(loopback(), studios(), None)
+        .await
+        .expect("the simulator starts");
+    let client = awc::Client::default();
+    let berlin = sim.base_url("berlin");
+    let one = format!("{berlin}/v1/customers/17");
+    let list = format!("{berlin}/v1/customers");
+    let key = Some("key-berlin");
+    let before = get(&client, &one, key).await.1;
+
+    // Another studio's key, a wrong key or none: refused, and nothing changes.
+    for wrong in [Some("key-hamburg"), Some("nope"), None] {
+        for (method, url) in [
+            (Method::PATCH, &one),
+            (Method::POST, &list),
+            (Method::DELETE, &one),
+        ] {
+            let (status, _, body) = write(&client, method.clone(), url, wrong, "{}").await;
+            assert_eq!(status, 401, "{method} {wrong:?}");
+            assert_vendor_error(&body, "UNAUTHORIZED");
+        }
+    }
+
+    // A body that is not a JSON object: refused, and nothing changes.
+    for bad in [
+        "",
+        "not json",
+        "{\"city\": ",
+        "[1, 2]",
+        "\"Potsdam\"",
+        "null",
+        "17",
+    ] {
+        for (method, url) in [(Method::PATCH, &one), (Method::POST, &list)] {
+            let (status, _, body) = write(&client, method.clone(), url, key, bad).await;
+            assert_eq!(status, 400, "{method} {bad:?}");
+            assert_vendor_error(&body, "VALIDATION_ERROR");
+        }
+    }
+    let oversized = format!("{{\"note\": \"{}\"}}", "x".repeat(70 * 1024));
+    assert_eq!(
+        write(&client, Method::POST, &list, key, &oversized).await.0,
+        413
+    );
+    assert_eq!(get(&client, &one, key).await, (200, before));
+    assert_eq!(
+        list_all(&client, &berlin, "key-berlin", 100).await.len(),
+        2000
+    );
+
+    // Ids that are not numbers, customers that do not exist, studios that do not exist.
+    let (status, _, body) = write(
+        &client,
+        Method::PATCH,
+        &format!("{berlin}/v1/customers/abc"),
+        key,
+        "{}",
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_vendor_error(&body, "VALIDATION_ERROR");
+    let missing = format!("{berlin}/v1/customers/2001");
+    assert_eq!(
+        write(&client, Method::PATCH, &missing, key, "{}").await.0,
+        404
+    );
+    assert_eq!(
+        write(&client, Method::DELETE, &missing, key, "").await.0,
+        404
+    );
+    let nowhere = format!("http://{}/nowhere/v1/customers", sim.addr());
+    assert_eq!(
+        write(&client, Method::POST, &nowhere, key, "{}").await.0,
+        404
+    );
+
+    // Other methods and other paths answer as before.
+    for (method, url) in [
+        (Method::PUT, one.clone()),
+        (Method::POST, one.clone()),
+        (Method::PATCH, list.clone()),
+        (Method::DELETE, list.clone()),
+        (Method::DELETE, format!("{one}/contracts")),
+        (Method::PATCH, format!("{berlin}/v1/employees/1")),
+    ] {
+        let (status, _, body) = write(&client, method.clone(), &url, key, "{}").await;
+        assert_eq!(status, 405, "{method} {url}");
+        assert_vendor_error(&body, "METHOD_NOT_ALLOWED");
+    }
+    sim.stop().await;
+}
+
+#[actix_rt::test]
+async fn customer_writes_skip_the_vendor_limit_latency_and_faults() {
+    let studios = vec![
+        SimStudio::new("berlin", "key-berlin"),
+        SimStudio::new("bremen", "key-bremen")
+            .with_latency(Duration::from_secs(30), Duration::from_secs(30)),
+    ];
+    let options = SimOptions {
+        vendor_limit: Some(2),
+        ..SimOptions::default()
+    };
+    let sim = OpenApiSim::start_with(loopback(), studios, options)
+        .await
+        .expect("the simulator starts");
+    let client = awc::Client::default();
+    let berlin = sim.base_url("berlin");
+    let key = Some("key-berlin");
+    let one = |id: i64| format!("{berlin}/v1/customers/{id}");
+    let list = format!("{berlin}/v1/customers");
+
+    // More writes than the limit allows on either endpoint; none of them is counted, so the
+    // reads still get the whole allowance.
+    for id in 1..=3 {
+        assert_eq!(
+            write(&client, Method::PATCH, &one(id), key, "{}").await.0,
+            200
+        );
+        assert_eq!(write(&client, Method::POST, &list, key, "{}").await.0, 201);
+        assert_eq!(
+            write(&client, Method::DELETE, &one(id), key, "").await.0,
+            204
+        );
+    }
+    for status in [200, 200, 429] {
+        assert_eq!(get(&client, &one(4), key).await.0, status);
+    }
+    assert_eq!(get(&client, &list, key).await.0, 200);
+
+    // A studio that answers in 30 s and fails every read with a fault still takes writes at
+    // once. (10 s against 30 s leaves a loaded machine plenty of room.)
+    sim.set_fault("bremen", Fault::Status(503));
+    let bremen = format!("{}/v1/customers/1", sim.base_url("bremen"));
+    let started = Instant::now();
+    let patch = write(&client, Method::PATCH, &bremen, Some("key-bremen"), "{}").await;
+    assert_eq!(patch.0, 200);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(get(&client, &bremen, Some("key-bremen")).await.0, 503);
+    sim.stop().await;
 }
 
 #[actix_rt::test]

@@ -14,6 +14,11 @@ pub(crate) fn vendor_error(status: u16, message: &str) -> HttpResponse {
     }))
 }
 
+/// The 401 for a missing or wrong `x-api-key`.
+pub(crate) fn unauthorized() -> HttpResponse {
+    vendor_error(401, "invalid or missing x-api-key")
+}
+
 fn error_code(status: StatusCode) -> &'static str {
     match status.as_u16() {
         400 => "VALIDATION_ERROR",
