@@ -8,47 +8,18 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use gymrelay::simulate::{OpenApiSim, SimOptions, SimStudio};
 use gymrelay::Relay;
-use hdrhistogram::Histogram;
 use support::*;
 
 /// The studios compared: name and max_in_flight.
 const STUDIOS: [(&str, u32); 2] = [("one-at-a-time", 1), ("in-flight-16", 16)];
 
-type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
-
-async fn receive(req: HttpRequest, arrivals: web::Data<Arrivals>) -> HttpResponse {
-    let now = Instant::now();
-    if let Some(id) = req
-        .headers()
-        .get("webhook-id")
-        .and_then(|v| v.to_str().ok())
-    {
-        arrivals
-            .lock()
-            .unwrap()
-            .entry(id.to_string())
-            .or_insert(now);
-    }
-    HttpResponse::Ok().finish()
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let latency = Duration::from_millis(env_u64("GYMRELAY_BENCH_LATENCY_MS", 10));
-    let rate = env_u64("GYMRELAY_BENCH_RATE", 10).max(1);
+    let latency = Duration::from_millis(env_or("GYMRELAY_BENCH_LATENCY_MS", 10));
+    let rate = env_or("GYMRELAY_BENCH_RATE", 10u64).max(1);
     let duration = seconds(20);
     actix_web::rt::System::new().block_on(async move {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -59,21 +30,7 @@ fn main() {
         let sim = OpenApiSim::start_with("127.0.0.1:0".parse().unwrap(), sims, SimOptions::default())
             .await
             .expect("simulated Open API");
-        let arrivals: Arrivals = Arc::default();
-        let data = web::Data::new(arrivals.clone());
-        let receiver = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .default_service(web::to(receive))
-        })
-        .workers(1)
-        .disable_signals()
-        .bind("127.0.0.1:0")
-        .expect("receiver");
-        let receiver_addr = receiver.addrs()[0];
-        let receiver = receiver.run();
-        let receiver_handle = receiver.handle();
-        actix_web::rt::spawn(receiver);
+        let (receiver_addr, receiver_handle, receipts) = start_receiver();
 
         let tenants = dir.path().join("tenants");
         std::fs::create_dir_all(&tenants).expect("tenants dir");
@@ -112,11 +69,11 @@ fn main() {
             actix_web::rt::time::sleep_until(next.into()).await;
         }
         let deadline = Instant::now() + Duration::from_secs(60);
-        while arrivals.lock().unwrap().len() < sent.len() && Instant::now() < deadline {
+        while receipts.lock().unwrap().first.len() < sent.len() && Instant::now() < deadline {
             actix_web::rt::time::sleep(Duration::from_millis(50)).await;
         }
 
-        let arrived = arrivals.lock().unwrap().clone();
+        let arrived = receipts.lock().unwrap().first.clone();
         println!(
             "delivery: webhook -> http sink, Open API answering in {} ms, {rate} webhooks/s per studio for {} s",
             latency.as_millis(),
@@ -124,17 +81,13 @@ fn main() {
         );
         println!("{:>16} {:>9} {:>9} {:>9} {:>9} {:>9}", "studio", "events", "p50 ms", "p90 ms", "p99 ms", "max ms");
         for (s, (id, _)) in STUDIOS.iter().enumerate() {
-            let mut histogram = Histogram::<u64>::new(3).expect("histogram");
-            let mut missing = 0;
-            for (_, uuid, at) in sent.iter().filter(|(i, _, _)| *i == s) {
-                match arrived.get(uuid) {
-                    Some(when) => histogram
-                        .record(when.saturating_duration_since(*at).as_micros() as u64)
-                        .expect("in range"),
-                    None => missing += 1,
-                }
-            }
-            let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+            let (histogram, missing) = sink_latencies(
+                sent.iter()
+                    .filter(|(i, _, _)| *i == s)
+                    .map(|(_, uuid, at)| (uuid.as_str(), *at)),
+                &arrived,
+            );
+            let ms = |q: f64| quantile_ms(&histogram, q);
             println!(
                 "{id:>16} {:>9} {:>9.2} {:>9.2} {:>9.2} {:>9.2}{}",
                 histogram.len(),

@@ -4,13 +4,15 @@
 
 #![allow(dead_code)] // each bench uses a different part
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -331,6 +333,34 @@ pub fn max_in_flight() -> Option<u32> {
     )
 }
 
+/// `name` parsed, else `default`; a value that does not parse stops the bench rather than
+/// measure something else than asked.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(value) => value
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}: {value:?} is not a valid number")),
+        Err(_) => default,
+    }
+}
+
+/// `GYMRELAY_BENCH_LATENCIES_MS`, e.g. `0,150,400`, else `default`: the simulated Open API's
+/// answer times, one studio (or group of studios) per entry.
+pub fn latencies_ms(default: &str) -> Vec<u64> {
+    let text = std::env::var("GYMRELAY_BENCH_LATENCIES_MS").unwrap_or_else(|_| default.to_owned());
+    let latencies: Vec<u64> = text
+        .split(',')
+        .map(|ms| {
+            ms.trim().parse().unwrap_or_else(|_| {
+                panic!("GYMRELAY_BENCH_LATENCIES_MS: {ms:?} is not a number of milliseconds")
+            })
+        })
+        .collect();
+    assert!(!latencies.is_empty());
+    latencies
+}
+
 /// Seconds a bench phase runs: `GYMRELAY_BENCH_SECS`, else `default`.
 pub fn seconds(default: u64) -> Duration {
     Duration::from_secs(
@@ -432,4 +462,74 @@ pub fn backlog(admin: SocketAddr) -> f64 {
         .filter(|l| l.starts_with("gymrelay_inbox_depth{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// What an http-sink receiver in the bench's process was sent.
+#[derive(Default)]
+pub struct Received {
+    /// When each `webhook-id` first arrived.
+    pub first: HashMap<String, Instant>,
+    /// Requests per path (a studio's sink URL ends in its id), repeats included.
+    pub per_path: HashMap<String, u64>,
+}
+
+pub type Receipts = Arc<Mutex<Received>>;
+
+/// An http receiver for the relay's http sinks, answering 200 to everything; must be started
+/// inside an actix system. Returns its address, its handle (to stop it) and what it receives.
+pub fn start_receiver() -> (SocketAddr, actix_web::dev::ServerHandle, Receipts) {
+    let receipts: Receipts = Arc::default();
+    let data = web::Data::new(receipts.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .default_service(web::to(receive))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind("127.0.0.1:0")
+    .expect("receiver");
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    (addr, handle, receipts)
+}
+
+async fn receive(req: HttpRequest, receipts: web::Data<Receipts>) -> HttpResponse {
+    let now = Instant::now();
+    let mut received = receipts.lock().unwrap();
+    *received.per_path.entry(req.path().to_string()).or_default() += 1;
+    if let Some(id) = req
+        .headers()
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        received.first.entry(id.to_string()).or_insert(now);
+    }
+    HttpResponse::Ok().finish()
+}
+
+/// Webhook -> sink latencies, microseconds, of the events `sent` (id and when its webhook was
+/// sent), and how many of them never arrived.
+pub fn sink_latencies<'a>(
+    sent: impl IntoIterator<Item = (&'a str, Instant)>,
+    arrived: &HashMap<String, Instant>,
+) -> (Histogram<u64>, usize) {
+    let mut histogram = latency_histogram();
+    let mut missing = 0;
+    for (id, at) in sent {
+        match arrived.get(id) {
+            Some(when) => {
+                histogram.saturating_record(when.saturating_duration_since(at).as_micros() as u64)
+            }
+            None => missing += 1,
+        }
+    }
+    (histogram, missing)
+}
+
+/// Three significant digits, in milliseconds.
+pub fn quantile_ms(histogram: &Histogram<u64>, q: f64) -> f64 {
+    histogram.value_at_quantile(q) as f64 / 1000.0
 }
