@@ -32,14 +32,9 @@ fn main() {
             .expect("simulated Open API");
         let (receiver_addr, receiver_handle, receipts) = start_receiver();
 
-        let tenants = dir.path().join("tenants");
-        std::fs::create_dir_all(&tenants).expect("tenants dir");
         for (id, in_flight) in STUDIOS {
-            let text = format!(
-                "webhook_api_keys = [\"key-{id}\"]\n[open_api]\nbase_url = {:?}\napi_key = \"openapi-{id}\"\nrequests_per_minute = 1000\nmax_in_flight = {in_flight}\n[[sinks]]\ntype = \"http\"\nurl = \"http://{receiver_addr}/{id}\"\nsecret = \"bench\"\n",
-                sim.base_url(id)
-            );
-            std::fs::write(tenants.join(format!("{id}.toml")), text).expect("tenant file");
+            let extra = format!("max_in_flight = {in_flight}\n");
+            write_http_tenant(dir.path(), id, &sim.base_url(id), 1000, &extra, receiver_addr);
         }
         let relay = Relay::start(&config_in(dir.path())).await.expect("relay");
         let url = format!("http://{}/webhook", relay.addr());

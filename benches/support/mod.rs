@@ -320,6 +320,27 @@ pub fn write_tenants(dir: &Path, n: usize, rpm: u32, base_url: impl Fn(&str) -> 
     }
 }
 
+/// Writes `tenants/<id>.toml`: webhook key `key-<id>`, Open API key `openapi-<id>` at
+/// `base_url` with `rpm` and the further `[open_api]` lines `open_api_extra`, and an http sink to
+/// `http://<receiver>/<id>` (see [`start_receiver`]).
+pub fn write_http_tenant(
+    dir: &Path,
+    id: &str,
+    base_url: &str,
+    rpm: u32,
+    open_api_extra: &str,
+    receiver: SocketAddr,
+) {
+    let tenants = dir.join("tenants");
+    std::fs::create_dir_all(&tenants).expect("tenants dir");
+    let text = format!(
+        "webhook_api_keys = [\"key-{id}\"]\n[open_api]\nbase_url = {base_url:?}\n\
+         api_key = \"openapi-{id}\"\nrequests_per_minute = {rpm}\n{open_api_extra}\
+         [[sinks]]\ntype = \"http\"\nurl = \"http://{receiver}/{id}\"\nsecret = \"bench\"\n"
+    );
+    std::fs::write(tenants.join(format!("{id}.toml")), text).expect("tenant file");
+}
+
 /// `GYMRELAY_BENCH_MAX_IN_FLIGHT`: Open API requests a studio may keep in flight. Unset, the
 /// tenant files leave the key out and the relay's default applies; relays that do not know the
 /// key refuse a tenant file that has it.
