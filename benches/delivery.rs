@@ -30,7 +30,7 @@ fn main() {
         let sim = OpenApiSim::start_with("127.0.0.1:0".parse().unwrap(), sims, SimOptions::default())
             .await
             .expect("simulated Open API");
-        let (receiver_addr, receiver_handle, receipts) = start_receiver();
+        let (receiver_addr, receiver_handle, arrivals) = start_receiver(Duration::ZERO);
 
         for (id, in_flight) in STUDIOS {
             let extra = format!("max_in_flight = {in_flight}\n");
@@ -64,11 +64,11 @@ fn main() {
             actix_web::rt::time::sleep_until(next.into()).await;
         }
         let deadline = Instant::now() + Duration::from_secs(60);
-        while receipts.lock().unwrap().first.len() < sent.len() && Instant::now() < deadline {
+        while arrivals.lock().unwrap().len() < sent.len() && Instant::now() < deadline {
             actix_web::rt::time::sleep(Duration::from_millis(50)).await;
         }
 
-        let arrived = receipts.lock().unwrap().first.clone();
+        let arrived = arrivals.lock().unwrap().clone();
         println!(
             "delivery: webhook -> http sink, Open API answering in {} ms, {rate} webhooks/s per studio for {} s",
             latency.as_millis(),

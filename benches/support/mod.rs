@@ -485,22 +485,18 @@ pub fn backlog(admin: SocketAddr) -> f64 {
         .sum()
 }
 
-/// What an http-sink receiver in the bench's process was sent.
-#[derive(Default)]
-pub struct Received {
-    /// When each `webhook-id` first arrived.
-    pub first: HashMap<String, Instant>,
-    /// Requests per path (a studio's sink URL ends in its id), repeats included.
-    pub per_path: HashMap<String, u64>,
-}
+/// When each `webhook-id` first arrived at an http receiver in the bench's process.
+pub type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
 
-pub type Receipts = Arc<Mutex<Received>>;
-
-/// An http receiver for the relay's http sinks, answering 200 to everything; must be started
-/// inside an actix system. Returns its address, its handle (to stop it) and what it receives.
-pub fn start_receiver() -> (SocketAddr, actix_web::dev::ServerHandle, Receipts) {
-    let receipts: Receipts = Arc::default();
-    let data = web::Data::new(receipts.clone());
+/// An http receiver for the relay's http sinks, answering 200 to everything, each answer
+/// `answer_after` the request arrived (as a receiver across a network would take); must be
+/// started inside an actix system. Returns its address, its handle (to stop it) and what it
+/// receives.
+pub fn start_receiver(
+    answer_after: Duration,
+) -> (SocketAddr, actix_web::dev::ServerHandle, Arrivals) {
+    let arrivals: Arrivals = Arc::default();
+    let data = web::Data::new((arrivals.clone(), answer_after));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
@@ -514,19 +510,25 @@ pub fn start_receiver() -> (SocketAddr, actix_web::dev::ServerHandle, Receipts) 
     let server = server.run();
     let handle = server.handle();
     actix_web::rt::spawn(server);
-    (addr, handle, receipts)
+    (addr, handle, arrivals)
 }
 
-async fn receive(req: HttpRequest, receipts: web::Data<Receipts>) -> HttpResponse {
+async fn receive(req: HttpRequest, data: web::Data<(Arrivals, Duration)>) -> HttpResponse {
     let now = Instant::now();
-    let mut received = receipts.lock().unwrap();
-    *received.per_path.entry(req.path().to_string()).or_default() += 1;
+    let (arrivals, answer_after) = data.get_ref();
     if let Some(id) = req
         .headers()
         .get("webhook-id")
         .and_then(|v| v.to_str().ok())
     {
-        received.first.entry(id.to_string()).or_insert(now);
+        arrivals
+            .lock()
+            .unwrap()
+            .entry(id.to_string())
+            .or_insert(now);
+    }
+    if !answer_after.is_zero() {
+        actix_web::rt::time::sleep(*answer_after).await;
     }
     HttpResponse::Ok().finish()
 }
