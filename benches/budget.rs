@@ -34,7 +34,7 @@ const MINUTES: u32 = 2;
 const SEND_ROUND: usize = 64;
 
 fn main() {
-    let latencies = latencies_ms();
+    let latencies = latencies_ms(DEFAULT_LATENCIES_MS);
     let budget: u32 = env_or("GYMRELAY_BENCH_BUDGET", DEFAULT_BUDGET);
     let dir = tempfile::tempdir().expect("temp dir");
     let system = actix_web::rt::System::new();
@@ -185,31 +185,5 @@ impl Measured {
             }
         }
         measured
-    }
-}
-
-/// `GYMRELAY_BENCH_LATENCIES_MS`, e.g. `0,150,400`: one studio per entry.
-fn latencies_ms() -> Vec<u64> {
-    let text = std::env::var("GYMRELAY_BENCH_LATENCIES_MS")
-        .unwrap_or_else(|_| DEFAULT_LATENCIES_MS.to_owned());
-    let latencies: Vec<u64> = text
-        .split(',')
-        .map(|ms| {
-            ms.trim().parse().unwrap_or_else(|_| {
-                panic!("GYMRELAY_BENCH_LATENCIES_MS: {ms:?} is not a number of milliseconds")
-            })
-        })
-        .collect();
-    assert!(!latencies.is_empty());
-    latencies
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(value) => value
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}: {value:?} is not a valid number")),
-        Err(_) => default,
     }
 }

@@ -8,47 +8,18 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use gymrelay::simulate::{OpenApiSim, SimOptions, SimStudio};
 use gymrelay::Relay;
-use hdrhistogram::Histogram;
 use support::*;
 
 /// The studios compared: name and max_in_flight.
 const STUDIOS: [(&str, u32); 2] = [("one-at-a-time", 1), ("in-flight-16", 16)];
 
-type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
-
-async fn receive(req: HttpRequest, arrivals: web::Data<Arrivals>) -> HttpResponse {
-    let now = Instant::now();
-    if let Some(id) = req
-        .headers()
-        .get("webhook-id")
-        .and_then(|v| v.to_str().ok())
-    {
-        arrivals
-            .lock()
-            .unwrap()
-            .entry(id.to_string())
-            .or_insert(now);
-    }
-    HttpResponse::Ok().finish()
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let latency = Duration::from_millis(env_u64("GYMRELAY_BENCH_LATENCY_MS", 10));
-    let rate = env_u64("GYMRELAY_BENCH_RATE", 10).max(1);
+    let latency = Duration::from_millis(env_or("GYMRELAY_BENCH_LATENCY_MS", 10));
+    let rate = env_or("GYMRELAY_BENCH_RATE", 10u64).max(1);
     let duration = seconds(20);
     actix_web::rt::System::new().block_on(async move {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -59,30 +30,11 @@ fn main() {
         let sim = OpenApiSim::start_with("127.0.0.1:0".parse().unwrap(), sims, SimOptions::default())
             .await
             .expect("simulated Open API");
-        let arrivals: Arrivals = Arc::default();
-        let data = web::Data::new(arrivals.clone());
-        let receiver = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .default_service(web::to(receive))
-        })
-        .workers(1)
-        .disable_signals()
-        .bind("127.0.0.1:0")
-        .expect("receiver");
-        let receiver_addr = receiver.addrs()[0];
-        let receiver = receiver.run();
-        let receiver_handle = receiver.handle();
-        actix_web::rt::spawn(receiver);
+        let (receiver_addr, receiver_handle, arrivals) = start_receiver(Duration::ZERO);
 
-        let tenants = dir.path().join("tenants");
-        std::fs::create_dir_all(&tenants).expect("tenants dir");
         for (id, in_flight) in STUDIOS {
-            let text = format!(
-                "webhook_api_keys = [\"key-{id}\"]\n[open_api]\nbase_url = {:?}\napi_key = \"openapi-{id}\"\nrequests_per_minute = 1000\nmax_in_flight = {in_flight}\n[[sinks]]\ntype = \"http\"\nurl = \"http://{receiver_addr}/{id}\"\nsecret = \"bench\"\n",
-                sim.base_url(id)
-            );
-            std::fs::write(tenants.join(format!("{id}.toml")), text).expect("tenant file");
+            let extra = format!("max_in_flight = {in_flight}\n");
+            write_http_tenant(dir.path(), id, &sim.base_url(id), 1000, &extra, receiver_addr);
         }
         let relay = Relay::start(&config_in(dir.path())).await.expect("relay");
         let url = format!("http://{}/webhook", relay.addr());
@@ -124,17 +76,13 @@ fn main() {
         );
         println!("{:>16} {:>9} {:>9} {:>9} {:>9} {:>9}", "studio", "events", "p50 ms", "p90 ms", "p99 ms", "max ms");
         for (s, (id, _)) in STUDIOS.iter().enumerate() {
-            let mut histogram = Histogram::<u64>::new(3).expect("histogram");
-            let mut missing = 0;
-            for (_, uuid, at) in sent.iter().filter(|(i, _, _)| *i == s) {
-                match arrived.get(uuid) {
-                    Some(when) => histogram
-                        .record(when.saturating_duration_since(*at).as_micros() as u64)
-                        .expect("in range"),
-                    None => missing += 1,
-                }
-            }
-            let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+            let (histogram, missing) = sink_latencies(
+                sent.iter()
+                    .filter(|(i, _, _)| *i == s)
+                    .map(|(_, uuid, at)| (uuid.as_str(), *at)),
+                &arrived,
+            );
+            let ms = |q: f64| quantile_ms(&histogram, q);
             println!(
                 "{id:>16} {:>9} {:>9.2} {:>9.2} {:>9.2} {:>9.2}{}",
                 histogram.len(),

@@ -4,13 +4,15 @@
 
 #![allow(dead_code)] // each bench uses a different part
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -318,6 +320,27 @@ pub fn write_tenants(dir: &Path, n: usize, rpm: u32, base_url: impl Fn(&str) -> 
     }
 }
 
+/// Writes `tenants/<id>.toml`: webhook key `key-<id>`, Open API key `openapi-<id>` at
+/// `base_url` with `rpm` and the further `[open_api]` lines `open_api_extra`, and an http sink to
+/// `http://<receiver>/<id>` (see [`start_receiver`]).
+pub fn write_http_tenant(
+    dir: &Path,
+    id: &str,
+    base_url: &str,
+    rpm: u32,
+    open_api_extra: &str,
+    receiver: SocketAddr,
+) {
+    let tenants = dir.join("tenants");
+    std::fs::create_dir_all(&tenants).expect("tenants dir");
+    let text = format!(
+        "webhook_api_keys = [\"key-{id}\"]\n[open_api]\nbase_url = {base_url:?}\n\
+         api_key = \"openapi-{id}\"\nrequests_per_minute = {rpm}\n{open_api_extra}\
+         [[sinks]]\ntype = \"http\"\nurl = \"http://{receiver}/{id}\"\nsecret = \"bench\"\n"
+    );
+    std::fs::write(tenants.join(format!("{id}.toml")), text).expect("tenant file");
+}
+
 /// `GYMRELAY_BENCH_MAX_IN_FLIGHT`: Open API requests a studio may keep in flight. Unset, the
 /// tenant files leave the key out and the relay's default applies; relays that do not know the
 /// key refuse a tenant file that has it.
@@ -329,6 +352,34 @@ pub fn max_in_flight() -> Option<u32> {
             .parse()
             .expect("GYMRELAY_BENCH_MAX_IN_FLIGHT must be a whole number"),
     )
+}
+
+/// `name` parsed, else `default`; a value that does not parse stops the bench rather than
+/// measure something else than asked.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(value) => value
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}: {value:?} is not a valid number")),
+        Err(_) => default,
+    }
+}
+
+/// `GYMRELAY_BENCH_LATENCIES_MS`, e.g. `0,150,400`, else `default`: the simulated Open API's
+/// answer times, one studio (or group of studios) per entry.
+pub fn latencies_ms(default: &str) -> Vec<u64> {
+    let text = std::env::var("GYMRELAY_BENCH_LATENCIES_MS").unwrap_or_else(|_| default.to_owned());
+    let latencies: Vec<u64> = text
+        .split(',')
+        .map(|ms| {
+            ms.trim().parse().unwrap_or_else(|_| {
+                panic!("GYMRELAY_BENCH_LATENCIES_MS: {ms:?} is not a number of milliseconds")
+            })
+        })
+        .collect();
+    assert!(!latencies.is_empty());
+    latencies
 }
 
 /// Seconds a bench phase runs: `GYMRELAY_BENCH_SECS`, else `default`.
@@ -432,4 +483,76 @@ pub fn backlog(admin: SocketAddr) -> f64 {
         .filter(|l| l.starts_with("gymrelay_inbox_depth{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// When each `webhook-id` first arrived at an http receiver in the bench's process.
+pub type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// An http receiver for the relay's http sinks, answering 200 to everything, each answer
+/// `answer_after` the request arrived (as a receiver across a network would take); must be
+/// started inside an actix system. Returns its address, its handle (to stop it) and what it
+/// receives.
+pub fn start_receiver(
+    answer_after: Duration,
+) -> (SocketAddr, actix_web::dev::ServerHandle, Arrivals) {
+    let arrivals: Arrivals = Arc::default();
+    let data = web::Data::new((arrivals.clone(), answer_after));
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .default_service(web::to(receive))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind("127.0.0.1:0")
+    .expect("receiver");
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    (addr, handle, arrivals)
+}
+
+async fn receive(req: HttpRequest, data: web::Data<(Arrivals, Duration)>) -> HttpResponse {
+    let now = Instant::now();
+    let (arrivals, answer_after) = data.get_ref();
+    if let Some(id) = req
+        .headers()
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        arrivals
+            .lock()
+            .unwrap()
+            .entry(id.to_string())
+            .or_insert(now);
+    }
+    if !answer_after.is_zero() {
+        actix_web::rt::time::sleep(*answer_after).await;
+    }
+    HttpResponse::Ok().finish()
+}
+
+/// Webhook -> sink latencies, microseconds, of the events `sent` (id and when its webhook was
+/// sent), and how many of them never arrived.
+pub fn sink_latencies<'a>(
+    sent: impl IntoIterator<Item = (&'a str, Instant)>,
+    arrived: &HashMap<String, Instant>,
+) -> (Histogram<u64>, usize) {
+    let mut histogram = latency_histogram();
+    let mut missing = 0;
+    for (id, at) in sent {
+        match arrived.get(id) {
+            Some(when) => {
+                histogram.saturating_record(when.saturating_duration_since(at).as_micros() as u64)
+            }
+            None => missing += 1,
+        }
+    }
+    (histogram, missing)
+}
+
+/// Three significant digits, in milliseconds.
+pub fn quantile_ms(histogram: &Histogram<u64>, q: f64) -> f64 {
+    histogram.value_at_quantile(q) as f64 / 1000.0
 }
