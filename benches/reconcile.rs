@@ -6,7 +6,8 @@
 //! from sending the webhook to its arrival at the receiver. The goal, from the issue: live p50
 //! and p99 within 2x of the studio without a sweep, the sweep still ending, and no 429.
 //!
-//! GYMRELAY_BENCH_SECS sets the measured window (default 30), GYMRELAY_BENCH_LATENCIES_MS the
+//! GYMRELAY_BENCH_SECS sets the measured window (default 45: a sweep of 20,000 customers at
+//! 150 ms takes about 35 s, one page after the other), GYMRELAY_BENCH_LATENCIES_MS the
 //! Open API's answer times (default 10,150; GYMRELAY_BENCH_LATENCY_MS one of them only),
 //! GYMRELAY_BENCH_RATE the webhooks per second per studio (default 10), GYMRELAY_BENCH_CUSTOMERS
 //! each studio's customers (default 20,000), GYMRELAY_BENCH_BUDGET the per-endpoint budget, the
@@ -86,7 +87,7 @@ fn main() {
         rate: env_or("GYMRELAY_BENCH_RATE", 10u64).max(1),
         customers: env_or("GYMRELAY_BENCH_CUSTOMERS", 20_000),
         budget: env_or("GYMRELAY_BENCH_BUDGET", DEFAULT_BUDGET),
-        duration: seconds(30),
+        duration: seconds(45),
         sink_answers_after: Duration::from_millis(env_or("GYMRELAY_BENCH_SINK_MS", 0)),
     };
     let studios: Vec<Studio> = latencies

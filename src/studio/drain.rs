@@ -43,8 +43,9 @@ pub struct Worker {
 enum Delivered {
     /// Live events, delivered and removed from the inbox (buried ones left out).
     Live(Vec<InboxEntry>),
-    /// Reconciled events of a sweep's page, and how many of them a sink refused.
-    Reconciled(usize),
+    /// Reconciled events of a sweep's page: how many, how long the sinks took, and how many
+    /// of them a sink refused.
+    Reconciled(usize, std::time::Duration, usize),
 }
 
 impl Worker {
@@ -156,7 +157,9 @@ impl Worker {
                 } else if let Some(events) = self.sweep.next_chunk() {
                     let deliverer = Rc::clone(&self.deliverer);
                     delivery = Some(Box::pin(async move {
-                        Delivered::Reconciled(deliverer.hand_over(&events).await)
+                        let started = Instant::now();
+                        let refused = deliverer.hand_over(&events).await;
+                        Delivered::Reconciled(events.len(), started.elapsed(), refused)
                     }));
                 }
             }
@@ -180,7 +183,9 @@ impl Worker {
                     delivery = None;
                     match done {
                         Delivered::Live(entries) => self.sweep.observe(&entries),
-                        Delivered::Reconciled(refused) => self.sweep.chunk_delivered(refused),
+                        Delivered::Reconciled(events, took, refused) => {
+                            self.sweep.chunk_delivered(events, took, refused)
+                        }
                     }
                 }
                 () = self.wake.stored.notified() => inbox_may_have_more = true,

@@ -10,6 +10,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::rc::Rc;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -23,9 +24,12 @@ use crate::route::{Endpoint, Request, Route};
 use crate::store::{FingerprintUpdate, InboxEntry, Store};
 use crate::tenant::{ReconcileSettings, StudioId};
 
-/// Most reconciled events handed to the sinks in one turn: a live run that becomes ready
-/// waits for at most this many.
-const CHUNK: usize = 16;
+/// Most reconciled events handed to the sinks in one turn.
+const MAX_CHUNK: usize = 16;
+
+/// About how long one turn of reconciled events may hold the sinks: a live run that becomes
+/// ready meanwhile waits for at most this long (a fast sink takes [`MAX_CHUNK`] events in less).
+const TURN: Duration = Duration::from_millis(5);
 
 /// A page compared and on its way to the sinks; recorded once they have all its events.
 struct PagePlan {
@@ -51,6 +55,8 @@ pub struct SweepStage {
     plan: Option<PagePlan>,
     /// Customers delivered live since the page in flight or waiting was asked.
     touched: HashSet<i64>,
+    /// How long the sinks took per reconciled event, lately: sizes the next turn.
+    per_event: Duration,
 }
 
 impl SweepStage {
@@ -72,6 +78,7 @@ impl SweepStage {
             answered: None,
             plan: None,
             touched: HashSet::new(),
+            per_event: Duration::ZERO,
         };
         stage.reload();
         stage
@@ -197,7 +204,8 @@ impl SweepStage {
             self.commit();
             return None;
         }
-        let take = plan.events.len().min(CHUNK);
+        let fits = TURN.as_nanos() / self.per_event.as_nanos().max(1);
+        let take = plan.events.len().min(MAX_CHUNK).min(fits.max(1) as usize);
         let (kinds, events): (Vec<ChangeKind>, Vec<EnrichedEvent>) = plan
             .events
             .drain(..take)
@@ -207,8 +215,11 @@ impl SweepStage {
         Some(events)
     }
 
-    /// The sinks have the last chunk handed out.
-    pub fn chunk_delivered(&mut self, refused: usize) {
+    /// The sinks have the last chunk handed out, `events` of them in `took`.
+    pub fn chunk_delivered(&mut self, events: usize, took: Duration, refused: usize) {
+        // A moving average: one slow answer must not shrink the sweep to an event a turn.
+        let this = took / events.max(1) as u32;
+        self.per_event = (self.per_event * 3 + this) / 4;
         let Some(plan) = self.plan.as_mut() else {
             return;
         };
