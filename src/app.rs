@@ -13,6 +13,7 @@ use actix_web::{web, App, HttpServer};
 use crate::activity::Activity;
 use crate::config::Config;
 use crate::disk_space::DiskSpace;
+use crate::downtime::Intake;
 use crate::event::now_millis;
 use crate::http::admin::{self, AdminState};
 use crate::http::ingest::{self, IngestState};
@@ -23,6 +24,7 @@ use crate::reload::Reloader;
 use crate::sink::{FileWriters, FILE_WRITES_AT_ONCE};
 use crate::store::{Store, StoreError};
 use crate::studios::Studios;
+use crate::tls::ServedCertificate;
 
 /// How long in-flight acknowledgements get to finish when stopping.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -54,7 +56,8 @@ pub struct Relay {
     arbiters: Vec<Arbiter>,
     file_writers: FileWriters,
     pruner: JoinHandle<()>,
-    heartbeat: JoinHandle<()>,
+    outage_watch: JoinHandle<()>,
+    intake: Arc<Intake>,
     disk_watch: JoinHandle<()>,
     reloader: Reloader,
 }
@@ -92,11 +95,6 @@ impl Relay {
             tracing::warn!(%studio, pending, "events kept on disk for a studio that is not loaded");
         }
         tracing::info!(studios = registry.len(), "studios loaded");
-        // Read before the first new beat overwrites it.
-        if let Some(down_for) = crate::downtime::sweep_after_downtime(&store, &registry) {
-            tracing::info!(down_secs = down_for.as_secs(), "started after a downtime");
-        }
-        let heartbeat = crate::downtime::spawn_heartbeat(store.clone());
         let reloader = Reloader::start(studios.clone())?;
 
         let pruner = spawn_pruner(
@@ -147,7 +145,8 @@ impl Relay {
         // Signals are handled in `run`, which first turns new webhooks away with 503.
         .disable_signals();
         let listen = config.http.listen;
-        let ingest = match crate::tls::server_config(&config.http)? {
+        let certificate = Arc::new(ServedCertificate::default());
+        let ingest = match crate::tls::server_config(&config.http, certificate.clone())? {
             Some(tls) => ingest.bind_rustls_0_23(listen, tls),
             None => ingest.bind(listen),
         }
@@ -155,6 +154,9 @@ impl Relay {
         let addr = ingest.addrs().first().copied().unwrap_or(listen);
         let ingest = ingest.run();
         tracing::info!(%addr, "listening for webhooks on POST /webhook");
+        let intake = Arc::new(Intake { disk, certificate });
+        let outage_watch =
+            crate::downtime::spawn_watch(store.clone(), studios.clone(), intake.clone());
 
         let admin_state = web::Data::new(AdminState {
             studios,
@@ -162,7 +164,7 @@ impl Relay {
             store: store.clone(),
             metrics,
             token: config.admin.token.clone(),
-            disk,
+            intake: intake.clone(),
         });
         let admin = HttpServer::new(move || {
             App::new()
@@ -188,7 +190,8 @@ impl Relay {
             arbiters,
             file_writers,
             pruner,
-            heartbeat,
+            outage_watch,
+            intake,
             disk_watch,
             reloader,
         })
@@ -237,7 +240,7 @@ impl Relay {
         storage.abort();
         let sync_failed = failure.get().cloned();
         self.pruner.abort();
-        self.heartbeat.abort();
+        self.outage_watch.abort();
         self.disk_watch.abort();
         self.reloader.stop();
         for arbiter in &self.arbiters {
@@ -254,7 +257,7 @@ impl Relay {
                 "file sink writes still under way at exit; their events are delivered again after a restart"
             );
         }
-        crate::downtime::beat(&self.store);
+        crate::downtime::beat_at_stop(&self.store, &self.intake);
         if let Err(e) = self.store.sync().await {
             tracing::error!(error = %e, "final flush failed");
         }

@@ -1,37 +1,148 @@
-//! How long the relay was down, for `[reconcile] after_downtime`: a heartbeat in the store,
-//! written every [`BEAT_EVERY`] and at a clean stop, is read once at start before the first
-//! new one.
+//! How long webhooks could not reach the relay, for `[reconcile] after_downtime`. Two kinds of
+//! outage count. The relay not running: a heartbeat in the store, written while webhooks can
+//! get in, is read at start. The relay running but unreachable for the vendor: storage below
+//! its free-space floor (webhooks get 503) or an expired TLS certificate (the vendor's client
+//! refuses it). Either way the vendor gives up on a webhook after its last resend, so when
+//! webhooks can get in again after at least `after_downtime`, the studios that ask for it are
+//! reconciled.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+use crate::disk_space::DiskSpace;
 use crate::event::now_millis;
 use crate::reconcile::{Sweep, Trigger};
-use crate::registry::Registry;
 use crate::store::Store;
+use crate::studios::Studios;
+use crate::tls::ServedCertificate;
 
-/// The downtime measured can be this much too long (the time between the last beat and the
-/// stop); a sweep too many only costs requests.
+/// How often the heartbeat is written. The downtime measured after a stop can be this much
+/// too long (the time between the last beat and the stop); a sweep too many only costs
+/// requests.
 pub const BEAT_EVERY: Duration = Duration::from_secs(30);
 
-/// Reads the last heartbeat and starts a sweep for every studio whose `after_downtime` the
-/// downtime reached; returns the downtime (None on a first start).
-pub fn sweep_after_downtime(store: &Store, registry: &Registry) -> Option<Duration> {
-    let now_ms = now_millis();
-    let last = match store.reconcile().last_heartbeat() {
-        Ok(last) => last?,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the heartbeat: no downtime sweep");
+/// How often a running relay looks whether webhooks can get in; outages while it runs are
+/// measured to this precision.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+
+/// What keeps webhooks out of a running relay.
+pub struct Intake {
+    pub disk: Arc<DiskSpace>,
+    pub certificate: Arc<ServedCertificate>,
+}
+
+impl Intake {
+    /// Why webhooks cannot get in at `now_ms`; empty while they can.
+    pub fn problems(&self, now_ms: i64) -> Vec<String> {
+        self.disk
+            .problem()
+            .into_iter()
+            .chain(self.certificate.problem(now_ms))
+            .collect()
+    }
+}
+
+/// The outage bookkeeping, apart from clocks and the store.
+#[derive(Debug)]
+struct OutageClock {
+    /// The last moment webhooks could get in; None before the first start.
+    last_open_ms: Option<i64>,
+    /// Why they cannot now; None while they can.
+    cause: Option<String>,
+}
+
+/// An outage that has just ended.
+#[derive(Debug, PartialEq)]
+struct Ended {
+    lasted: Duration,
+    cause: String,
+}
+
+impl OutageClock {
+    /// At start: the time since the heartbeat counts as an outage until the first look finds
+    /// webhooks able to get in.
+    fn after_start(heartbeat_ms: Option<i64>) -> OutageClock {
+        OutageClock {
+            last_open_ms: heartbeat_ms,
+            cause: Some("the relay was not running".into()),
+        }
+    }
+
+    fn look(&mut self, problem: Option<String>, now_ms: i64) -> Option<Ended> {
+        if let Some(problem) = problem {
+            self.cause.get_or_insert(problem);
             return None;
         }
-    };
-    let down_for = Duration::from_millis(u64::try_from(now_ms - last).unwrap_or(0));
-    for handle in registry.studios() {
+        let cause = self.cause.take();
+        let since = self.last_open_ms.replace(now_ms);
+        let (cause, since) = (cause?, since?);
+        Some(Ended {
+            lasted: Duration::from_millis(u64::try_from(now_ms - since).unwrap_or(0)),
+            cause,
+        })
+    }
+
+    fn is_open(&self) -> bool {
+        self.cause.is_none()
+    }
+}
+
+/// Looks every [`LOOK_EVERY`] whether webhooks can get in: writes the heartbeat every
+/// [`BEAT_EVERY`] while they can, and starts the sweeps `after_downtime` asks for when an
+/// outage (the relay's own downtime included) ends. The first look is at once, before any new
+/// beat overwrites the one from before the start.
+pub fn spawn_watch(store: Store, studios: Arc<Studios>, intake: Arc<Intake>) -> JoinHandle<()> {
+    let heartbeat = store.reconcile().last_heartbeat().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot read the heartbeat: no sweep for the downtime before this start");
+        None
+    });
+    let mut clock = OutageClock::after_start(heartbeat);
+    actix_web::rt::spawn(async move {
+        let mut looks = actix_web::rt::time::interval(LOOK_EVERY);
+        let mut beaten_ms: Option<i64> = None;
+        loop {
+            looks.tick().await;
+            let now_ms = now_millis();
+            let problem = intake.problems(now_ms).into_iter().next();
+            if let Some(ended) = clock.look(problem, now_ms) {
+                sweep_after_outage(&store, &studios, &ended, now_ms);
+            }
+            let beat_due =
+                beaten_ms.is_none_or(|last| now_ms - last >= BEAT_EVERY.as_millis() as i64);
+            if clock.is_open() && beat_due {
+                beat(&store, now_ms);
+                beaten_ms = Some(now_ms);
+            }
+        }
+    })
+}
+
+/// The beat at a clean stop, unless webhooks could not get in: that outage goes on until the
+/// next start.
+pub fn beat_at_stop(store: &Store, intake: &Intake) {
+    let now_ms = now_millis();
+    if intake.problems(now_ms).is_empty() {
+        beat(store, now_ms);
+    }
+}
+
+fn beat(store: &Store, now_ms: i64) {
+    if let Err(e) = store.reconcile().beat(now_ms) {
+        tracing::warn!(error = %e, "cannot write the heartbeat");
+    }
+}
+
+/// Starts a sweep for every studio whose `after_downtime` the outage reached.
+fn sweep_after_outage(store: &Store, studios: &Studios, ended: &Ended, now_ms: i64) {
+    let down_secs = ended.lasted.as_secs();
+    tracing::info!(down_secs, cause = %ended.cause, "webhooks can reach the relay again");
+    for handle in studios.registry().studios() {
         let Some(threshold) = handle.tenant.reconcile.after_downtime else {
             continue;
         };
-        if down_for < threshold {
+        if ended.lasted < threshold {
             continue;
         }
         let started = store.reconcile().start(&handle.tenant.id, |record| {
@@ -39,32 +150,63 @@ pub fn sweep_after_downtime(store: &Store, registry: &Registry) -> Option<Durati
         });
         match started {
             Ok((_, true)) => {
-                tracing::info!(studio = %handle.tenant.id, down_secs = down_for.as_secs(), "the relay was down longer than after_downtime: reconcile sweep started");
+                tracing::info!(studio = %handle.tenant.id, down_secs, cause = %ended.cause, "webhooks could not reach the relay for longer than after_downtime: reconcile sweep started");
                 handle.wake.reconcile();
             }
-            // One under way from before the stop resumes by itself.
+            // One under way from before resumes by itself.
             Ok((_, false)) => {}
             Err(e) => {
                 tracing::error!(studio = %handle.tenant.id, error = %e, "cannot start a reconcile sweep")
             }
         }
     }
-    Some(down_for)
 }
 
-/// Writes the heartbeat now and every [`BEAT_EVERY`].
-pub fn spawn_heartbeat(store: Store) -> JoinHandle<()> {
-    actix_web::rt::spawn(async move {
-        let mut interval = actix_web::rt::time::interval(BEAT_EVERY);
-        loop {
-            interval.tick().await;
-            beat(&store);
-        }
-    })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-pub fn beat(store: &Store) {
-    if let Err(e) = store.reconcile().beat(now_millis()) {
-        tracing::warn!(error = %e, "cannot write the heartbeat");
+    const FULL: &str = "storage is nearly full";
+
+    #[test]
+    fn a_first_start_is_no_outage() {
+        let mut clock = OutageClock::after_start(None);
+        assert_eq!(clock.look(None, 1_000), None);
+        assert!(clock.is_open());
+    }
+
+    #[test]
+    fn the_downtime_before_a_start_ends_at_the_first_open_look() {
+        let mut clock = OutageClock::after_start(Some(1_000));
+        assert!(!clock.is_open(), "no beat before the first look");
+        let ended = clock.look(None, 61_000).expect("an outage ended");
+        assert_eq!(ended.lasted, Duration::from_secs(60));
+        assert_eq!(ended.cause, "the relay was not running");
+        assert_eq!(clock.look(None, 62_000), None, "it ends once");
+    }
+
+    #[test]
+    fn a_start_with_webhooks_kept_out_counts_until_they_get_in() {
+        let mut clock = OutageClock::after_start(Some(1_000));
+        assert_eq!(clock.look(Some(FULL.into()), 61_000), None);
+        let ended = clock.look(None, 121_000).expect("an outage ended");
+        assert_eq!(ended.lasted, Duration::from_secs(120));
+        assert_eq!(
+            ended.cause, "the relay was not running",
+            "the first cause is kept"
+        );
+    }
+
+    #[test]
+    fn an_outage_while_running_lasts_from_the_last_open_look() {
+        let mut clock = OutageClock::after_start(None);
+        clock.look(None, 1_000);
+        clock.look(None, 2_000);
+        assert_eq!(clock.look(Some(FULL.into()), 3_000), None);
+        assert!(!clock.is_open(), "no beat while webhooks are kept out");
+        assert_eq!(clock.look(Some("certificate".into()), 500_000), None);
+        let ended = clock.look(None, 1_802_000).expect("an outage ended");
+        assert_eq!(ended.lasted, Duration::from_secs(1_800));
+        assert_eq!(ended.cause, FULL);
     }
 }

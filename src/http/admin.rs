@@ -31,7 +31,7 @@ pub struct AdminState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub token: Option<SecretString>,
-    pub disk: Arc<crate::disk_space::DiskSpace>,
+    pub intake: Arc<crate::downtime::Intake>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -74,10 +74,10 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// Ready when storage accepts a durable write and at least one studio is loaded.
+/// Ready when webhooks can get in (storage above its floor, a valid certificate), storage
+/// accepts a durable write and at least one studio is loaded.
 async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
-    let mut problems = Vec::new();
-    problems.extend(state.disk.problem());
+    let mut problems = state.intake.problems(now_millis());
     if let Err(e) = state.store.sync().await {
         problems.push(e.to_string());
     }
@@ -233,15 +233,20 @@ async fn studios(state: web::Data<AdminState>) -> HttpResponse {
         .into_iter()
         .map(|(id, pending)| json!({"id": id, "inbox_depth": pending}))
         .collect();
+    let disk = &state.intake.disk;
     let storage = json!({
-        "free_bytes": state.disk.free_bytes(),
-        "min_free_bytes": state.disk.floor_bytes(),
-        "problem": state.disk.problem(),
+        "free_bytes": disk.free_bytes(),
+        "min_free_bytes": disk.floor_bytes(),
+        "problem": disk.problem(),
+    });
+    let certificate = json!({
+        "problem": state.intake.certificate.problem(now_millis()),
     });
     HttpResponse::Ok().json(json!({
         "studios": views,
         "removed_with_pending_events": orphans,
         "storage": storage,
+        "certificate": certificate,
     }))
 }
 

@@ -29,7 +29,7 @@ pub const PAGE_SIZE: usize = 100;
 pub enum Trigger {
     /// `gymrelay reconcile` or the API.
     Manual,
-    /// The relay was down longer than `[reconcile] after_downtime`.
+    /// Webhooks could not reach the relay for longer than `[reconcile] after_downtime`.
     Downtime,
     /// `[reconcile] every`.
     Schedule,

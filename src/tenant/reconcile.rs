@@ -23,7 +23,8 @@ pub(super) struct ReconcileFile {
 /// as soon as it has none, so that the first sweep it triggers has something to compare with.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReconcileSettings {
-    /// Sweep when the relay starts after being down at least this long.
+    /// Sweep once webhooks can reach the relay again after they could not (the relay down,
+    /// storage below its floor, an expired certificate) for at least this long.
     pub after_downtime: Option<Duration>,
     /// Sweep this long after the last sweep ended.
     pub every: Option<Duration>,

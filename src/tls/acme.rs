@@ -15,6 +15,7 @@ use rustls_acme::caches::DirCache;
 use rustls_acme::{AcmeState, EventOk, ResolvesServerCertAcme};
 
 use super::files;
+use super::served::ServedCertificate;
 use crate::config::AcmeConfig;
 
 /// The ALPN protocol the CA's validation connection asks for.
@@ -64,6 +65,7 @@ pub fn verify(settings: &AcmeConfig) -> Result<(), AcmeSetupError> {
 pub fn start(
     settings: &AcmeConfig,
     provider: Arc<CryptoProvider>,
+    served: Arc<ServedCertificate>,
 ) -> Result<Arc<AcmeResolver>, AcmeSetupError> {
     private_dir(&settings.cache_dir)?;
     let acme = match &settings.directory_ca {
@@ -83,7 +85,10 @@ pub fn start(
         .directory(&settings.directory_url)
         .cache(DirCache::new(settings.cache_dir.clone()))
         .state();
-    let resolver = Arc::new(AcmeResolver(state.resolver()));
+    let resolver = Arc::new(AcmeResolver {
+        acme: state.resolver(),
+        served,
+    });
     tracing::info!(
         domains = ?settings.domains,
         directory = %settings.directory_url,
@@ -96,11 +101,23 @@ pub fn start(
 
 /// The ACME resolver as the listener holds it; the driver watches it to know when to stop.
 #[derive(Debug)]
-pub struct AcmeResolver(Arc<ResolvesServerCertAcme>);
+pub struct AcmeResolver {
+    acme: Arc<ResolvesServerCertAcme>,
+    /// rustls-acme does not say which certificate it serves, so it is noted as handshakes get
+    /// it: what the vendor's client saw last.
+    served: Arc<ServedCertificate>,
+}
 
 impl ResolvesServerCert for AcmeResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.0.resolve(hello)
+        let challenge = hello
+            .alpn()
+            .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN_NAME));
+        let pair = self.acme.resolve(hello)?;
+        if !challenge {
+            self.served.record(&pair);
+        }
+        Some(pair)
     }
 }
 

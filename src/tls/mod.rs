@@ -4,6 +4,7 @@
 mod acme;
 mod files;
 mod reload;
+mod served;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use rustls::ServerConfig;
 
 pub use acme::AcmeSetupError;
 pub use files::{load, provider, LoadError, Reason};
+pub use served::ServedCertificate;
 
 use crate::config::{AcmeConfig, HttpConfig};
 
@@ -119,18 +121,21 @@ fn is_domain(name: &str) -> bool {
 
 /// The rustls config for the ingest listener, or `None` for plain HTTP. Also starts the task
 /// that reloads or renews the certificate, which is why it must be called inside an actix
-/// system.
-pub fn server_config(http: &HttpConfig) -> Result<Option<ServerConfig>, TlsError> {
+/// system. `served` follows the certificate handshakes get.
+pub fn server_config(
+    http: &HttpConfig,
+    served: Arc<ServedCertificate>,
+) -> Result<Option<ServerConfig>, TlsError> {
     let provider = provider();
     let (resolver, alpn): (Arc<dyn ResolvesServerCert>, _) = match Mode::of(http)? {
         Mode::Plain => return Ok(None),
         Mode::Files { cert, key } => {
-            let resolver = reload::FileResolver::start(cert, key, provider.clone())?;
+            let resolver = reload::FileResolver::start(cert, key, provider.clone(), served)?;
             tracing::info!(cert = %cert.display(), "HTTPS with the certificate from http.tls_cert");
             (resolver, Vec::new())
         }
         Mode::Acme(settings) => {
-            let resolver = acme::start(settings, provider.clone())?;
+            let resolver = acme::start(settings, provider.clone(), served)?;
             // The CA's validation handshake asks for this protocol only.
             (resolver, vec![acme::ACME_TLS_ALPN_NAME.to_vec()])
         }

@@ -12,6 +12,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use super::files::{self, LoadError};
+use super::served::ServedCertificate;
 
 /// How often the files' metadata is looked at. Polling rather than inotify: certbot and
 /// Kubernetes secret volumes renew by swapping symlinks, which file watches follow poorly, and
@@ -21,6 +22,7 @@ const POLL: Duration = Duration::from_secs(2);
 /// The pair served to every new handshake.
 pub struct FileResolver {
     current: ArcSwap<CertifiedKey>,
+    served: Arc<ServedCertificate>,
 }
 
 // rustls wants Debug; the key must not show up in one.
@@ -43,12 +45,15 @@ impl FileResolver {
         cert: &Path,
         key: &Path,
         provider: Arc<CryptoProvider>,
+        served: Arc<ServedCertificate>,
     ) -> Result<Arc<FileResolver>, LoadError> {
         // Stamped before reading: a change during the read is seen by the next poll.
         let stamp = Stamp::of(cert, key);
         let first = files::load(cert, key, &provider)?;
+        served.record(&first);
         let resolver = Arc::new(FileResolver {
             current: ArcSwap::from_pointee(first),
+            served,
         });
         let watch = Watch {
             cert: cert.to_path_buf(),
@@ -92,6 +97,7 @@ impl Watch {
     fn reload(&self, resolver: &FileResolver) {
         match files::load(&self.cert, &self.key, &self.provider) {
             Ok(pair) => {
+                resolver.served.record(&pair);
                 resolver.current.store(Arc::new(pair));
                 tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded");
             }

@@ -252,3 +252,77 @@ async fn live_webhooks_go_on_during_a_sweep_and_the_sweep_still_ends() {
     assert_eq!(refused, 0);
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn a_certificate_expired_longer_than_after_downtime_brings_a_sweep_once_it_is_renewed() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let valid = crate::tls::TestCert::new();
+    valid.write(&cert, &key);
+    let after_downtime = std::time::Duration::from_secs(2);
+    let studio = Studio::new(STUDIO)
+        .customers(300)
+        .with("[reconcile]\nafter_downtime = \"2s\"\n");
+    let (tls_cert, tls_key) = (cert.clone(), key.clone());
+    let app = spawn_app_with(vec![studio], move |config| {
+        config.http.tls_cert = Some(tls_cert);
+        config.http.tls_key = Some(tls_key);
+    })
+    .await;
+    let state_path = format!("/api/studios/{STUDIO}/reconcile");
+    let sweep_ended = |finished: fn(&Value) -> bool| {
+        let app = &app;
+        let state_path = &state_path;
+        eventually("the reconcile sweep to end", move || async move {
+            let state = app.admin_json("GET", state_path).await;
+            (state["running"].is_null() && finished(&state["last"]))
+                .then_some(state["last"].clone())
+        })
+    };
+    sweep_ended(|last| last["baseline"] == true).await;
+
+    // The certificate on disk is replaced by an expired one: the vendor's client would refuse
+    // every handshake from now on.
+    crate::tls::TestCert::expired().write(&cert, &key);
+    eventually("readyz to name the expired certificate", || async {
+        let (status, body) = app.admin("GET", "/readyz").await;
+        (status == 503 && body.contains("TLS certificate served expired")).then_some(())
+    })
+    .await;
+    let studios = app.admin_json("GET", "/api/studios").await;
+    assert!(
+        studios["certificate"]["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("expired at 2024-04-01")),
+        "{studios}"
+    );
+    let changed = [10_i64, 150, 290];
+    for id in changed {
+        app.sim.update_customer(
+            STUDIO,
+            id,
+            json!({"email": format!("late-{id}@example.com")}),
+        );
+    }
+    // What is tested is how long the outage lasted: nothing to poll for but time passing.
+    actix_web::rt::time::sleep(after_downtime).await;
+
+    let renewed = crate::tls::TestCert::new();
+    renewed.write(&cert, &key);
+    let sweep = sweep_ended(|last| last["trigger"] == "downtime").await;
+    assert_eq!(sweep["progress"]["changed"], 3, "{sweep}");
+    assert_eq!(sweep["progress"]["emitted"], 3, "{sweep}");
+    let events = app.delivered(STUDIO, 3).await;
+    let mut customers: Vec<i64> = events
+        .iter()
+        .map(|e| {
+            assert_eq!(e["type"], "CUSTOMER_RECONCILED");
+            e["entityId"].as_i64().unwrap()
+        })
+        .collect();
+    customers.sort();
+    assert_eq!(customers, changed);
+    let (status, body) = app.admin("GET", "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    app.stop().await;
+}

@@ -33,6 +33,21 @@ impl TestCert {
         }
     }
 
+    /// One whose validity ended in 2024, as a renewal that stopped working leaves behind.
+    pub fn expired() -> TestCert {
+        let key_pair = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2024, 4, 1);
+        let cert = params.self_signed(&key_pair).unwrap();
+        TestCert {
+            cert_pem: cert.pem(),
+            key_pem: key_pair.serialize_pem(),
+            der: cert.der().clone(),
+        }
+    }
+
     /// Overwrites both files in place, as a renewal script that does not rename would.
     pub fn write(&self, cert: &Path, key: &Path) {
         std::fs::write(cert, &self.cert_pem).unwrap();

@@ -30,7 +30,7 @@
     token: sessionStorage.getItem(TOKEN_KEY) || '',
     studios: [],
     orphans: [],
-    storageProblem: null,
+    intakeProblem: null,
     events: [],
     letters: [],
     minutes: null,
@@ -176,7 +176,10 @@
       ]);
       state.studios = studios.studios || [];
       state.orphans = studios.removed_with_pending_events || [];
-      state.storageProblem = (studios.storage && studios.storage.problem) || null;
+      state.intakeProblem = [studios.storage, studios.certificate]
+        .map((part) => part && part.problem)
+        .filter(Boolean)
+        .join(' · ') || null;
       state.events = activity.events || [];
       state.letters = letters.dead_letters || [];
       if (!state.studios.some((s) => s.id === state.selected)) {
@@ -387,8 +390,8 @@
       if (active) th.setAttribute('aria-sort', state.sort.dir > 0 ? 'ascending' : 'descending');
       else th.removeAttribute('aria-sort');
     }
-    $('storage').hidden = !state.storageProblem;
-    $('storage').textContent = state.storageProblem || '';
+    $('storage').hidden = !state.intakeProblem;
+    $('storage').textContent = state.intakeProblem || '';
     const orphans = state.orphans;
     $('orphans').hidden = orphans.length === 0;
     $('orphans').textContent = orphans.length
