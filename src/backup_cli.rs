@@ -1,5 +1,5 @@
 //! `gymrelay backup --to DIR`: asks the running relay for a copy of its store (see
-//! `POST /api/backup`); start a relay with `storage.path = DIR` to use it.
+//! `POST /api/backup`); `gymrelay restore --from DIR` puts it in place.
 
 use std::path::PathBuf;
 
@@ -21,7 +21,7 @@ pub async fn run(args: BackupArgs) -> Result<(), CliError> {
     let to = to.display().to_string();
     let answer = api.call_with("POST", "/api/backup", &[("to", &to)]).await?;
     println!(
-        "backed up to {} in {:.2} s ({} bytes); start a relay with storage.path = that directory to use it",
+        "backed up to {} in {:.2} s ({} bytes); `gymrelay restore --from` that directory puts it in place",
         answer["path"].as_str().unwrap_or_default(),
         answer["seconds"].as_f64().unwrap_or_default(),
         answer["bytes_on_disk"],

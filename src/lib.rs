@@ -29,6 +29,7 @@ pub mod redact;
 pub mod redacted_url;
 pub mod registry;
 pub mod reload;
+pub mod restore_cli;
 pub mod route;
 pub mod simulate;
 pub mod sink;

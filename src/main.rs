@@ -33,6 +33,8 @@ enum Command {
     DeadLetters(gymrelay::dead_letters_cli::DeadLettersArgs),
     /// Copy the running relay's store to a new directory, while it runs.
     Backup(gymrelay::backup_cli::BackupArgs),
+    /// Put a backup in place as the store of a stopped relay (at the config's storage.path).
+    Restore(gymrelay::restore_cli::RestoreArgs),
     /// Remove what the running relay keeps of one member (a GDPR erasure request).
     Erase(gymrelay::erase_cli::EraseArgs),
     /// Sweep a studio's customers in the Open API and emit what changed since the last sweep
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
                 .await
                 .map_err(Into::into),
             Command::Backup(args) => gymrelay::backup_cli::run(args).await.map_err(Into::into),
+            Command::Restore(args) => gymrelay::restore_cli::run(args).await.map_err(Into::into),
             Command::Erase(args) => gymrelay::erase_cli::run(args).await.map_err(Into::into),
             Command::Reconcile(args) => {
                 gymrelay::reconcile_cli::run(args).await.map_err(Into::into)

@@ -2,7 +2,7 @@
 //! store at the target, which is then made durable. Intake is not paused. An event acknowledged
 //! before the copy began is either still waiting, and then in the copy (entries that exist for
 //! the whole copy are read), or already delivered. The copy is a store like any other: start a
-//! relay with `storage.path` pointing at it.
+//! relay with `storage.path` pointing at it, or put it in place with `gymrelay restore`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -35,7 +35,9 @@ pub(super) fn copy(db: &sled::Db, to: &Path) -> Result<BackupReport, StoreError>
     copy.import(db.export());
     copy.flush()?;
     // sled's flush is not an fsync (see the committer): sync the copy's files and directory.
-    sync_dir_files(to).map_err(|e| refuse(format!("sync: {e}")))?;
+    sync_dir_files(to)
+        .and_then(|()| sync_parent(to))
+        .map_err(|e| refuse(format!("sync: {e}")))?;
     drop(copy);
     Ok(BackupReport {
         path: to.to_path_buf(),
@@ -67,4 +69,85 @@ fn disk_bytes(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+/// Why a backup could not be put in place.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("{}: not a backup of a gymrelay store ({reason})", from.display())]
+    NotABackup { from: PathBuf, reason: String },
+    #[error("{}: not empty; a restore never overwrites a store: stop the relay and move this directory aside first", to.display())]
+    TargetNotEmpty { to: PathBuf },
+    #[error("copying {} to {}: {reason}", from.display(), to.display())]
+    Copy {
+        from: PathBuf,
+        to: PathBuf,
+        reason: std::io::Error,
+    },
+    #[error("{}: the restored copy does not open ({reason}); it was removed again", to.display())]
+    DoesNotOpen { to: PathBuf, reason: String },
+}
+
+/// Copies a backup's files into `to` (new or empty) and makes them and their names durable.
+pub(super) fn place(from: &Path, to: &Path) -> Result<(), RestoreError> {
+    for file in ["conf", "db"] {
+        if !from.join(file).is_file() {
+            return Err(RestoreError::NotABackup {
+                from: from.to_path_buf(),
+                reason: format!("no {file} file"),
+            });
+        }
+    }
+    if to.exists() && std::fs::read_dir(to).map_or(true, |mut d| d.next().is_some()) {
+        return Err(RestoreError::TargetNotEmpty {
+            to: to.to_path_buf(),
+        });
+    }
+    let copy_error = |reason| RestoreError::Copy {
+        from: from.to_path_buf(),
+        to: to.to_path_buf(),
+        reason,
+    };
+    std::fs::create_dir_all(to).map_err(copy_error)?;
+    copy_tree(from, to)
+        .and_then(|()| sync_dir_files(to))
+        .and_then(|()| sync_parent(to))
+        .map_err(copy_error)
+}
+
+/// Empties `to` again after a restore that did not open, keeping the directory itself.
+pub(super) fn take_back(to: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(to)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            std::fs::create_dir(&target)?;
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// A new directory's own name is an entry of its parent, lost at a power cut until that is
+/// synced too.
+fn sync_parent(dir: &Path) -> std::io::Result<()> {
+    let absolute = std::path::absolute(dir)?;
+    match absolute.parent() {
+        Some(parent) => std::fs::File::open(parent)?.sync_all(),
+        None => Ok(()),
+    }
 }

@@ -15,7 +15,7 @@ mod sled_files;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 use arrival_order::ArrivalOrder;
-pub use backup::BackupReport;
+pub use backup::{BackupReport, RestoreError};
 use blobs::BlobFiles;
 pub use committer::CommitError;
 use committer::Committer;
@@ -536,6 +536,37 @@ impl Store {
     /// runs; see `backup`. Blocks: call it off the async threads.
     pub fn backup_to(&self, to: &std::path::Path) -> Result<BackupReport, StoreError> {
         backup::copy(&self.db, to)
+    }
+
+    /// Puts the backup at `from` in place as the store at `settings.path` (new or empty) and
+    /// opens it once, so a copy that would not open is found now, not at the relay's start.
+    /// Returns the events waiting in it per studio.
+    pub async fn restore(
+        from: &std::path::Path,
+        settings: &StoreSettings,
+    ) -> Result<Vec<(String, usize)>, RestoreError> {
+        let to = &settings.path;
+        backup::place(from, to)?;
+        let opened = Store::open(settings);
+        let store = match opened {
+            Ok(store) => store,
+            Err(e) => {
+                if let Err(cleanup) = backup::take_back(to) {
+                    tracing::error!(path = %to.display(), error = %cleanup, "cannot remove the restored copy that does not open");
+                }
+                return Err(RestoreError::DoesNotOpen {
+                    to: to.clone(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let pending = store.pending_by_studio();
+        // Opening writes sled's own files; they must be on disk before the relay counts on them.
+        store.sync().await.map_err(|e| RestoreError::DoesNotOpen {
+            to: to.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(pending)
     }
 
     /// Resolves with the reason at the first failed sync (see the committer).

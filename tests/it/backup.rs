@@ -1,5 +1,10 @@
 //! A backup taken while webhooks keep arriving holds every event acknowledged before it began,
-//! and opens as a store of its own.
+//! opens as a store of its own, and `gymrelay restore` puts it in place for a relay that then
+//! delivers those events.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Command, Output};
 
 use gymrelay::config::StorageConfig;
 use gymrelay::store::Store;
@@ -55,6 +60,61 @@ async fn a_backup_under_load_holds_every_event_acknowledged_before_it() {
         "the copy is where it was asked for"
     );
     app.stop().await;
+
+    // Restored on a fresh machine: a relay started on it delivers every event acknowledged
+    // before the backup began.
+    let fresh = tempfile::tempdir().unwrap();
+    let studios = [Studio::new("berlin")];
+    let sim = start_sim(&studios).await;
+    write_tenants(fresh.path(), &studios, &sim);
+    let restore_config = fresh.path().join("restore.toml");
+    let storage = fresh.path().join("data").display().to_string();
+    std::fs::write(&restore_config, format!("[storage]\npath = {storage:?}\n")).unwrap();
+    let restore = |from: &Path| -> Output {
+        Command::new(env!("CARGO_BIN_EXE_gymrelay"))
+            .args(["restore", "--from"])
+            .arg(from)
+            .arg("--config")
+            .arg(&restore_config)
+            .output()
+            .expect("restore runs")
+    };
+    let restored = restore(&second);
+    let said = String::from_utf8_lossy(&restored.stdout);
+    assert!(
+        restored.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    assert!(said.contains("event(s) waiting (berlin "), "{said}");
+    let again = restore(&second);
+    let complaint = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success(),
+        "a restore never overwrites a store"
+    );
+    assert!(
+        complaint.contains(&format!("gymrelay: storage.path {storage}: not empty")),
+        "{complaint}"
+    );
+    let not_a_backup = restore(&fresh.path().join("tenants"));
+    let complaint = String::from_utf8_lossy(&not_a_backup.stderr);
+    assert!(!not_a_backup.status.success());
+    assert!(complaint.starts_with("gymrelay: --from "), "{complaint}");
+    assert!(complaint.contains("not a backup"), "{complaint}");
+
+    let relay = RelayProcess::start(fresh.path(), "").await;
+    let out = fresh.path().join("out").join("berlin.ndjson");
+    eventually("the restored events to be delivered", || {
+        let delivered: HashSet<String> = read_ndjson(&out)
+            .iter()
+            .filter_map(|e| e["id"].as_str().map(str::to_string))
+            .collect();
+        let all = before.iter().all(|uuid| delivered.contains(uuid));
+        async move { all.then_some(()) }
+    })
+    .await;
+    relay.stop().await;
 
     let copy = Store::open(
         &StorageConfig {
