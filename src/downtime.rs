@@ -13,8 +13,8 @@ use tokio::task::JoinHandle;
 
 use crate::disk_space::DiskSpace;
 use crate::event::now_millis;
-use crate::reconcile::{Sweep, Trigger};
-use crate::store::Store;
+use crate::reconcile::Trigger;
+use crate::store::{Queued, Store};
 use crate::studios::Studios;
 use crate::tls::ServedCertificate;
 
@@ -145,16 +145,20 @@ fn sweep_after_outage(store: &Store, studios: &Studios, ended: &Ended, now_ms: i
         if ended.lasted < threshold {
             continue;
         }
-        let started = store.reconcile().start(&handle.tenant.id, |record| {
-            Sweep::new(Trigger::Downtime, false, !record.has_baseline(), now_ms)
-        });
-        match started {
-            Ok((_, true)) => {
+        match store
+            .reconcile()
+            .start_or_queue(&handle.tenant.id, Trigger::Downtime, now_ms)
+        {
+            Ok(Queued::Started) => {
                 tracing::info!(studio = %handle.tenant.id, down_secs, cause = %ended.cause, "webhooks could not reach the relay for longer than after_downtime: reconcile sweep started");
                 handle.wake.reconcile();
             }
-            // One under way from before resumes by itself.
-            Ok((_, false)) => {}
+            // The sweep under way fetched its earlier pages before the outage.
+            Ok(Queued::After) => {
+                tracing::info!(studio = %handle.tenant.id, down_secs, cause = %ended.cause, "webhooks could not reach the relay for longer than after_downtime: reconcile sweep to start when the one under way ends");
+                handle.wake.reconcile();
+            }
+            Ok(Queued::Already) => {}
             Err(e) => {
                 tracing::error!(studio = %handle.tenant.id, error = %e, "cannot start a reconcile sweep")
             }

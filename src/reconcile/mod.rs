@@ -118,6 +118,12 @@ pub struct SweepRecord {
     /// Why the last sweep was given up on, if it was (cleared when one starts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// When it was given up on (milliseconds since the epoch): `every` counts from then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_ms: Option<i64>,
+    /// A sweep to start as soon as the one under way ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub again: Option<Trigger>,
 }
 
 impl SweepRecord {
@@ -126,10 +132,18 @@ impl SweepRecord {
         self.last.is_some()
     }
 
+    /// Starts `sweep`: whatever failed before is history.
+    pub fn begin(&mut self, sweep: Sweep) {
+        self.running = Some(sweep);
+        self.failure = None;
+        self.failed_ms = None;
+    }
+
     /// Gives up on the sweep under way; the last finished one stays the baseline.
-    pub fn fail(&mut self, reason: String) {
+    pub fn fail(&mut self, reason: String, now_ms: i64) {
         self.running = None;
         self.failure = Some(reason);
+        self.failed_ms = Some(now_ms);
     }
 
     /// Ends the sweep under way.

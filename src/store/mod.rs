@@ -21,7 +21,7 @@ pub use committer::CommitError;
 use committer::Committer;
 use counts::Counts;
 use digest::UuidDigest;
-pub use reconcile::{FingerprintUpdate, ReconcileStore};
+pub use reconcile::{FingerprintUpdate, Queued, ReconcileStore};
 use seen::SeenMarks;
 
 use crate::event::{DeadLetter, QueuedEvent};

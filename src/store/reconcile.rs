@@ -9,8 +9,10 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
 use super::StoreError;
-use crate::reconcile::{Fingerprint, Sweep, SweepRecord};
+use crate::reconcile::{Fingerprint, Sweep, SweepRecord, Trigger};
 use crate::tenant::StudioId;
 
 const TREE: &str = "reconcile-studio-customer_fingerprint";
@@ -34,45 +36,76 @@ impl ReconcileStore {
     }
 
     pub fn record(&self, studio: &StudioId) -> Result<SweepRecord, StoreError> {
-        match self.tree.get(record_key(studio))? {
-            None => Ok(SweepRecord::default()),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| StoreError::Corrupt(format!("reconcile record: {e}"))),
-        }
+        decode(self.tree.get(record_key(studio))?.as_deref())
     }
 
     /// Starts `sweep` unless one is under way; returns the record as it now is, and whether
-    /// this call started it. Atomic against every other writer of the record.
+    /// this call started it.
     pub fn start(
         &self,
         studio: &StudioId,
         sweep: impl Fn(&SweepRecord) -> Sweep,
     ) -> Result<(SweepRecord, bool), StoreError> {
-        let key = record_key(studio);
-        loop {
-            let old = self.tree.get(&key)?;
-            let mut record: SweepRecord = match &old {
-                None => SweepRecord::default(),
-                Some(bytes) => serde_json::from_slice(bytes)
-                    .map_err(|e| StoreError::Corrupt(format!("reconcile record: {e}")))?,
-            };
+        self.change_record(studio, |record| {
             if record.running.is_some() {
-                return Ok((record, false));
+                return false;
             }
-            record.running = Some(sweep(&record));
-            record.failure = None;
-            let new = encode(&record)?;
-            // Another writer changed the record meanwhile: look at it again.
-            if self.tree.compare_and_swap(&key, old, Some(new))?.is_ok() {
-                return Ok((record, true));
-            }
-        }
+            let sweep = sweep(record);
+            record.begin(sweep);
+            true
+        })
     }
 
-    /// Saves the record as the worker has it (a sweep that failed for good, or a resumed one).
-    pub fn save_record(&self, studio: &StudioId, record: &SweepRecord) -> Result<(), StoreError> {
-        self.tree.insert(record_key(studio), encode(record)?)?;
-        Ok(())
+    /// Starts a sweep for `trigger`, or, while one is under way, has one start as soon as it
+    /// ends: the sweep under way fetched its earlier pages before whatever asks for this one
+    /// (an outage), so it cannot stand in for it. One queued sweep covers any number of asks.
+    pub fn start_or_queue(
+        &self,
+        studio: &StudioId,
+        trigger: Trigger,
+        now_ms: i64,
+    ) -> Result<Queued, StoreError> {
+        let (_, outcome) = self.change_record(studio, |record| {
+            if record.running.is_none() {
+                let baseline = !record.has_baseline();
+                record.begin(Sweep::new(trigger, false, baseline, now_ms));
+                Queued::Started
+            } else if record.again.is_none() {
+                record.again = Some(trigger);
+                Queued::After
+            } else {
+                Queued::Already
+            }
+        })?;
+        Ok(outcome)
+    }
+
+    /// Saves the record as the worker has it (a sweep that failed for good, or a resumed one);
+    /// returns it as saved (see [`ReconcileStore::commit_page`]).
+    pub fn save_record(
+        &self,
+        studio: &StudioId,
+        record: &SweepRecord,
+        now_ms: i64,
+    ) -> Result<SweepRecord, StoreError> {
+        self.commit_page(studio, &[], record, now_ms)
+    }
+
+    /// Reads, changes and writes the record as one transaction, so no other writer of it comes
+    /// in between.
+    fn change_record<T>(
+        &self,
+        studio: &StudioId,
+        change: impl Fn(&mut SweepRecord) -> T,
+    ) -> Result<(SweepRecord, T), StoreError> {
+        let key = record_key(studio);
+        let result = self.tree.transaction(|tx| {
+            let mut record = decode(tx.get(&key)?.as_deref()).map_err(abort)?;
+            let outcome = change(&mut record);
+            tx.insert(key.as_slice(), encode(&record).map_err(abort)?)?;
+            Ok((record, outcome))
+        });
+        transaction_result(result)
     }
 
     /// The fingerprints stored for the customers in `range`.
@@ -104,17 +137,34 @@ impl ReconcileStore {
         Ok(found)
     }
 
-    /// Writes a page's fingerprints and the record that moves the sweep past it, together.
+    /// Writes a page's fingerprints and the record that moves the sweep past it, together, and
+    /// returns the record as written: a sweep queued meanwhile (see
+    /// [`ReconcileStore::start_or_queue`]) is kept, and started at once if this record ends
+    /// the sweep under way.
     pub fn commit_page(
         &self,
         studio: &StudioId,
         updates: &[FingerprintUpdate],
         record: &SweepRecord,
-    ) -> Result<(), StoreError> {
-        let mut batch = fingerprint_batch(studio, updates);
-        batch.insert(record_key(studio), encode(record)?);
-        self.tree.apply_batch(batch)?;
-        Ok(())
+        now_ms: i64,
+    ) -> Result<SweepRecord, StoreError> {
+        let key = record_key(studio);
+        let batch = fingerprint_batch(studio, updates);
+        let result = self.tree.transaction(|tx| {
+            let stored = decode(tx.get(&key)?.as_deref()).map_err(abort)?;
+            let mut record = record.clone();
+            record.again = stored.again;
+            if record.running.is_none() {
+                if let Some(trigger) = record.again.take() {
+                    let baseline = !record.has_baseline();
+                    record.begin(Sweep::new(trigger, false, baseline, now_ms));
+                }
+            }
+            tx.apply_batch(&batch)?;
+            tx.insert(key.as_slice(), encode(&record).map_err(abort)?)?;
+            Ok(record)
+        });
+        transaction_result(result)
     }
 
     /// Records what live events delivered, so the next sweep does not report it again.
@@ -166,6 +216,36 @@ fn fingerprint_batch(studio: &StudioId, updates: &[FingerprintUpdate]) -> sled::
     batch
 }
 
+/// How [`ReconcileStore::start_or_queue`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    Started,
+    /// Starts when the sweep under way ends.
+    After,
+    /// One was queued already.
+    Already,
+}
+
+fn decode(bytes: Option<&[u8]>) -> Result<SweepRecord, StoreError> {
+    match bytes {
+        None => Ok(SweepRecord::default()),
+        Some(bytes) => serde_json::from_slice(bytes)
+            .map_err(|e| StoreError::Corrupt(format!("reconcile record: {e}"))),
+    }
+}
+
+fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
+    ConflictableTransactionError::Abort(e)
+}
+
+fn transaction_result<T>(result: Result<T, TransactionError<StoreError>>) -> Result<T, StoreError> {
+    match result {
+        Ok(value) => Ok(value),
+        Err(TransactionError::Abort(e)) => Err(e),
+        Err(TransactionError::Storage(e)) => Err(e.into()),
+    }
+}
+
 fn encode(record: &SweepRecord) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(format!("reconcile record: {e}")))
 }
@@ -198,7 +278,6 @@ fn customer_of(suffix: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::Trigger;
 
     fn store() -> (tempfile::TempDir, ReconcileStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -256,14 +335,54 @@ mod tests {
         assert!(!again);
         let mut record = store.record(&berlin).unwrap();
         record.running.as_mut().unwrap().after = Some(10);
-        store
-            .commit_page(&berlin, &[(4, Some(fp(4))), (9, None)], &record)
+        let saved = store
+            .commit_page(&berlin, &[(4, Some(fp(4))), (9, None)], &record, 3)
             .unwrap();
+        assert_eq!(saved, record);
         assert_eq!(store.record(&berlin).unwrap(), record);
         assert_eq!(store.customers(&berlin), 1);
         record.finish(5);
-        store.save_record(&berlin, &record).unwrap();
+        store.save_record(&berlin, &record, 5).unwrap();
         assert!(store.record(&berlin).unwrap().has_baseline());
+    }
+
+    #[test]
+    fn a_sweep_asked_for_while_one_runs_starts_when_it_ends() {
+        let (_dir, store) = store();
+        let berlin = StudioId::parse("berlin").unwrap();
+        assert_eq!(
+            store.start_or_queue(&berlin, Trigger::Downtime, 1).unwrap(),
+            Queued::Started
+        );
+        // The worker's copy, read before the sweep was asked for again.
+        let mut worker = store.record(&berlin).unwrap();
+        assert_eq!(
+            store.start_or_queue(&berlin, Trigger::Downtime, 2).unwrap(),
+            Queued::After
+        );
+        assert_eq!(
+            store.start_or_queue(&berlin, Trigger::Downtime, 3).unwrap(),
+            Queued::Already
+        );
+        worker.running.as_mut().unwrap().after = Some(100);
+        let saved = store.commit_page(&berlin, &[], &worker, 4).unwrap();
+        assert_eq!(
+            saved.again,
+            Some(Trigger::Downtime),
+            "a page keeps it queued"
+        );
+        assert_eq!(saved.running.as_ref().unwrap().after, Some(100));
+
+        worker.finish(5);
+        let saved = store.commit_page(&berlin, &[], &worker, 5).unwrap();
+        let next = saved.running.as_ref().expect("the queued sweep started");
+        assert_eq!(
+            (next.trigger, next.after, next.started_ms),
+            (Trigger::Downtime, None, 5)
+        );
+        assert!(!next.baseline, "the sweep that ended is its baseline");
+        assert_eq!(saved.again, None);
+        assert_eq!(store.record(&berlin).unwrap(), saved);
     }
 
     #[test]

@@ -105,10 +105,15 @@ impl SweepStage {
         if self.record.running.is_some() || !self.settings.is_on() {
             return None;
         }
+        // `every` counts from the last sweep's end, or from a failure after it: a sweep that
+        // keeps failing is tried again once per `every`, not in a loop.
         let due = match (&self.record.last, self.settings.every) {
             (None, _) => Some(now_ms),
             (Some(last), Some(every)) => {
-                Some(last.finished_ms.saturating_add(every.as_millis() as i64))
+                let since = last
+                    .finished_ms
+                    .max(self.record.failed_ms.unwrap_or(i64::MIN));
+                Some(since.saturating_add(every.as_millis() as i64))
             }
             (Some(_), None) => None,
         }?;
@@ -300,27 +305,31 @@ impl SweepStage {
         // What a live event delivered meanwhile is newer than the page.
         plan.updates
             .retain(|(customer, _)| !self.touched.contains(customer));
-        if let Err(e) =
-            self.store
-                .reconcile()
-                .commit_page(&self.studio, &plan.updates, &plan.record)
-        {
-            // The page is asked again; its events go out again with the same ids.
-            tracing::error!(error = %e, "cannot record a reconciled page");
-            return;
-        }
+        let finished = plan.record.running.is_none();
+        let saved = self.store.reconcile().commit_page(
+            &self.studio,
+            &plan.updates,
+            &plan.record,
+            now_millis(),
+        );
+        let record = match saved {
+            Ok(record) => record,
+            Err(e) => {
+                // The page is asked again; its events go out again with the same ids.
+                tracing::error!(error = %e, "cannot record a reconciled page");
+                return;
+            }
+        };
         self.report.reconciled_page();
-        self.record = plan.record;
-        if let Some(last) = self
-            .record
-            .last
-            .as_ref()
-            .filter(|_| self.record.running.is_none())
-        {
-            if last.finished_ms >= now_millis() - 1000 {
+        if finished {
+            if let Some(last) = &record.last {
                 log_finished(&last.progress, last.baseline);
             }
+            if let Some(next) = &record.running {
+                tracing::info!(trigger = ?next.trigger, "reconcile sweep started, asked for while the last one ran");
+            }
         }
+        self.record = record;
         self.report.reconcile(&self.record);
     }
 
@@ -357,14 +366,16 @@ impl SweepStage {
 
     fn give_up(&mut self, reason: String) {
         tracing::error!(%reason, "reconcile sweep given up");
-        self.record.fail(reason);
+        let now_ms = now_millis();
+        self.record.fail(reason, now_ms);
         self.answered = None;
-        if let Err(e) = self
+        match self
             .store
             .reconcile()
-            .save_record(&self.studio, &self.record)
+            .save_record(&self.studio, &self.record, now_ms)
         {
-            tracing::error!(error = %e, "cannot record a failed reconcile sweep");
+            Ok(record) => self.record = record,
+            Err(e) => tracing::error!(error = %e, "cannot record a failed reconcile sweep"),
         }
         self.report.reconcile(&self.record);
     }
