@@ -161,9 +161,11 @@ impl SweepRecord {
     }
 }
 
-/// The event id of a customer's state: the same customer in the same state always gets the same
-/// id, so a repeated sweep's events are duplicates a sink can drop, and a new state a new id.
-pub fn event_id(studio: &str, change: &Change) -> String {
+/// The event id of a customer's state as one sweep found it: a sweep resumed after a crash
+/// repeats the ids of what it had already handed over, which sinks drop as duplicates, while
+/// a later sweep's ids are new even for a state seen before (a member suspended, reinstated and
+/// suspended again must reach a sink that drops ids it has seen).
+pub fn event_id(studio: &str, sweep_started_ms: i64, change: &Change) -> String {
     let state: &[u8] = match change.kind {
         ChangeKind::Deleted => b"deleted",
         _ => b"present",
@@ -172,6 +174,7 @@ pub fn event_id(studio: &str, change: &Change) -> String {
     for part in [
         EVENT_TYPE.as_bytes(),
         studio.as_bytes(),
+        &sweep_started_ms.to_be_bytes(),
         change.customer.to_string().as_bytes(),
         state,
         &change.fingerprint.0,
@@ -185,8 +188,15 @@ pub fn event_id(studio: &str, change: &Change) -> String {
     uuid::Uuid::new_v8(bytes).to_string()
 }
 
-/// The event sinks receive for one change, seen at `seen_ms` in the answer to `request`.
-pub fn event(studio: &str, change: &Change, request: &Request, seen_ms: i64) -> EnrichedEvent {
+/// The event sinks receive for one change the sweep that started at `sweep_started_ms` saw at
+/// `seen_ms` in the answer to `request`.
+pub fn event(
+    studio: &str,
+    sweep_started_ms: i64,
+    change: &Change,
+    request: &Request,
+    seen_ms: i64,
+) -> EnrichedEvent {
     let status = match change.kind {
         ChangeKind::Deleted => EnrichmentStatus::NotFound,
         _ => EnrichmentStatus::Fetched,
@@ -196,7 +206,7 @@ pub fn event(studio: &str, change: &Change, request: &Request, seen_ms: i64) -> 
         _ => None,
     };
     EnrichedEvent {
-        id: event_id(studio, change),
+        id: event_id(studio, sweep_started_ms, change),
         studio: studio.to_string(),
         event_type: EVENT_TYPE.to_string(),
         entity_id: Some(change.customer),
@@ -228,16 +238,22 @@ mod tests {
     }
 
     #[test]
-    fn ids_follow_the_customers_state() {
+    fn ids_follow_the_customers_state_and_the_sweep() {
         let a = change(ChangeKind::Changed, json!({"id": 7, "n": 1}));
         let same = change(ChangeKind::Added, json!({"id": 7, "n": 1}));
         let other = change(ChangeKind::Changed, json!({"id": 7, "n": 2}));
         let gone = change(ChangeKind::Deleted, json!({"id": 7, "n": 1}));
-        assert_eq!(event_id("berlin", &a), event_id("berlin", &same));
-        assert_ne!(event_id("berlin", &a), event_id("berlin", &other));
-        assert_ne!(event_id("berlin", &a), event_id("munich", &a));
-        assert_ne!(event_id("berlin", &a), event_id("berlin", &gone));
-        assert!(uuid::Uuid::parse_str(&event_id("berlin", &a)).is_ok());
+        let id = |studio, sweep, change| event_id(studio, sweep, change);
+        assert_eq!(
+            id("berlin", 1, &a),
+            id("berlin", 1, &same),
+            "a resumed sweep"
+        );
+        assert_ne!(id("berlin", 1, &a), id("berlin", 2, &a), "a later sweep");
+        assert_ne!(id("berlin", 1, &a), id("berlin", 1, &other));
+        assert_ne!(id("berlin", 1, &a), id("munich", 1, &a));
+        assert_ne!(id("berlin", 1, &a), id("berlin", 1, &gone));
+        assert!(uuid::Uuid::parse_str(&id("berlin", 1, &a)).is_ok());
     }
 
     #[test]
@@ -246,6 +262,7 @@ mod tests {
         assert_eq!(request.to_string(), "GET /v1/customers?sliceSize=100");
         let found = event(
             "berlin",
+            0,
             &change(ChangeKind::Changed, json!({"id": 7})),
             &request,
             0,
@@ -256,6 +273,7 @@ mod tests {
         assert_eq!(found.content.as_ref().unwrap()["change"], "changed");
         let gone = event(
             "berlin",
+            0,
             &change(ChangeKind::Deleted, json!({"id": 7})),
             &request,
             0,

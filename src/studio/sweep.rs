@@ -272,7 +272,13 @@ impl SweepStage {
             }
             count(&mut sweep.progress, change.kind);
             if sweep.emits(change.kind) {
-                let event = reconcile::event(self.studio.as_str(), &change, &request, seen_ms);
+                let event = reconcile::event(
+                    self.studio.as_str(),
+                    sweep.started_ms,
+                    &change,
+                    &request,
+                    seen_ms,
+                );
                 plan.events.push_back((change.customer, change.kind, event));
             }
             let fingerprint = (change.kind != ChangeKind::Deleted).then_some(change.fingerprint);
