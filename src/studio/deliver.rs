@@ -4,7 +4,7 @@
 //! every sink has it.
 
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::report::Report;
 use super::window::Dead;
@@ -89,18 +89,21 @@ impl Deliverer {
     }
 
     /// Hands events that are not in the inbox (a reconcile sweep's) to every sink, retrying
-    /// what fails until it is taken. An event a sink refuses for good is left out for that sink
-    /// and logged: the sweep that made it cannot be replayed from a dead letter, and would
-    /// otherwise stop. Returns how many events some sink refused.
-    pub async fn hand_over(self: Rc<Self>, events: &[EnrichedEvent]) -> usize {
+    /// what fails as live events are retried, up to `delivery.dead_letter_after`. What a sink
+    /// refuses for good, or still fails after that, is left out for that sink and logged: a
+    /// sweep's event cannot be replayed from a dead letter, and the sweep must not stop live
+    /// delivery for longer than a live event would. Returns the customers of the events some
+    /// sink did not take, for the sweep to report again next time.
+    pub async fn hand_over(self: Rc<Self>, events: &[EnrichedEvent]) -> Vec<i64> {
         let bodies: Vec<Vec<u8>> = events
             .iter()
             .map(|e| serde_json::to_vec(e).unwrap_or_default())
             .collect();
-        let mut refused = 0;
+        let mut left_out = vec![false; events.len()];
         for (key, sink) in &self.sinks {
             let mut next = 0;
             let mut attempt = 0;
+            let mut failing_since = None;
             while next < events.len() {
                 let batch: Vec<Outgoing> = events[next..]
                     .iter()
@@ -125,14 +128,27 @@ impl Deliverer {
                     }
                     break;
                 };
-                attempt = if taken > 0 { 1 } else { attempt + 1 };
+                if taken > 0 {
+                    attempt = 1;
+                    failing_since = Some(Instant::now());
+                } else {
+                    attempt += 1;
+                }
+                let failing_for = failing_since.get_or_insert_with(Instant::now).elapsed();
                 self.report.sink_failed(key, &failure);
-                match failure::next(&failure, attempt, Duration::ZERO, Duration::MAX) {
-                    Next::DeadLetter => {
-                        tracing::error!(id = %events[next].id, sink = %key, error = %failure, "a sink refused a reconciled event; it is left out for that sink");
-                        refused += 1;
+                match failure::next(&failure, attempt, failing_for, self.dead_letter_after) {
+                    Next::DeadLetter if matches!(failure, Failure::Permanent { .. }) => {
+                        tracing::error!(id = %events[next].id, sink = %key, error = %failure, "a sink refused a reconciled event; it is left out for that sink and reported again by the next sweep");
+                        left_out[next] = true;
                         next += 1;
                         attempt = 0;
+                        failing_since = None;
+                    }
+                    Next::DeadLetter => {
+                        let rest = events.len() - next;
+                        tracing::error!(sink = %key, error = %failure, events = rest, "a sink kept failing reconciled events for longer than delivery.dead_letter_after; they are left out for that sink and reported again by the next sweep");
+                        left_out[next..].iter_mut().for_each(|l| *l = true);
+                        break;
                     }
                     Next::RetryAfter(delay) | Next::Hold(delay) => {
                         tracing::warn!(id = %events[next].id, sink = %key, attempt, error = %failure, retry_in = ?delay, "sink delivery failed");
@@ -141,7 +157,11 @@ impl Deliverer {
                 }
             }
         }
-        refused
+        events
+            .iter()
+            .zip(left_out)
+            .filter_map(|(event, out)| out.then_some(event.entity_id).flatten())
+            .collect()
     }
 
     async fn deliver_to(

@@ -43,9 +43,9 @@ pub struct Worker {
 enum Delivered {
     /// Live events, delivered and removed from the inbox (buried ones left out).
     Live(Vec<InboxEntry>),
-    /// Reconciled events of a sweep's page: how many, how long the sinks took, and how many
-    /// of them a sink refused.
-    Reconciled(usize, std::time::Duration, usize),
+    /// Reconciled events of a sweep's page: how many, how long the sinks took, and the
+    /// customers whose event a sink did not take.
+    Reconciled(usize, std::time::Duration, Vec<i64>),
 }
 
 impl Worker {

@@ -37,7 +37,9 @@ struct PagePlan {
     events: VecDeque<(i64, ChangeKind, EnrichedEvent)>,
     updates: Vec<FingerprintUpdate>,
     record: SweepRecord,
-    refused: usize,
+    /// Customers whose event a sink did not take: not recorded, so the next sweep reports
+    /// them again.
+    refused: HashSet<i64>,
 }
 
 pub struct SweepStage {
@@ -221,14 +223,14 @@ impl SweepStage {
     }
 
     /// The sinks have the last chunk handed out, `events` of them in `took`.
-    pub fn chunk_delivered(&mut self, events: usize, took: Duration, refused: usize) {
+    pub fn chunk_delivered(&mut self, events: usize, took: Duration, refused: Vec<i64>) {
         // A moving average: one slow answer must not shrink the sweep to an event a turn.
         let this = took / events.max(1) as u32;
         self.per_event = (self.per_event * 3 + this) / 4;
         let Some(plan) = self.plan.as_mut() else {
             return;
         };
-        plan.refused += refused;
+        plan.refused.extend(refused);
         if plan.events.is_empty() {
             self.commit();
         }
@@ -264,7 +266,7 @@ impl SweepStage {
             events: VecDeque::new(),
             updates: Vec::new(),
             record: SweepRecord::default(),
-            refused: 0,
+            refused: HashSet::new(),
         };
         for change in reconcile::compare(customers, &stored) {
             if self.touched.contains(&change.customer) {
@@ -302,15 +304,16 @@ impl SweepStage {
         let Some(mut plan) = self.plan.take() else {
             return;
         };
-        if plan.refused > 0 {
+        if !plan.refused.is_empty() {
             tracing::warn!(
-                refused = plan.refused,
-                "reconciled events refused by a sink"
+                customers = plan.refused.len(),
+                "reconciled events a sink did not take; the next sweep reports them again"
             );
         }
         // What a live event delivered meanwhile is newer than the page.
-        plan.updates
-            .retain(|(customer, _)| !self.touched.contains(customer));
+        plan.updates.retain(|(customer, _)| {
+            !self.touched.contains(customer) && !plan.refused.contains(customer)
+        });
         let finished = plan.record.running.is_none();
         let saved = self.store.reconcile().commit_page(
             &self.studio,

@@ -326,3 +326,60 @@ async fn a_certificate_expired_longer_than_after_downtime_brings_a_sweep_once_it
     assert_eq!(status, 200, "{body}");
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn a_customer_whose_event_a_sink_refused_is_reported_again_by_the_next_sweep() {
+    // A second sink that refuses customer 150's event for good (exit 65) while a flag exists.
+    let refuse = "[ -e {out}/refuse ] && grep -q '\"entityId\":150,' && exit 65; cat >/dev/null";
+    let studio = Studio::new(STUDIO).customers(300).with(&format!(
+        "[reconcile]\nevery = \"24h\"\n[[sinks]]\ntype = \"command\"\nargv = [\"sh\", \"-c\", {refuse:?}]\n"
+    ));
+    let app = spawn_app(vec![studio]).await;
+    let state_path = format!("/api/studios/{STUDIO}/reconcile");
+    let sweep_ended = |finished: fn(&Value) -> bool| {
+        let app = &app;
+        let state_path = &state_path;
+        eventually("the reconcile sweep to end", move || async move {
+            let state = app.admin_json("GET", state_path).await;
+            (state["running"].is_null() && finished(&state["last"]))
+                .then_some(state["last"].clone())
+        })
+    };
+    sweep_ended(|last| last["baseline"] == true).await;
+
+    let out = app.dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("refuse"), "").unwrap();
+    for id in [10_i64, 150] {
+        app.sim.update_customer(
+            STUDIO,
+            id,
+            json!({"email": format!("new-{id}@example.com")}),
+        );
+    }
+    let (status, body) = app.admin("POST", &state_path).await;
+    assert_eq!(status, 202, "{body}");
+    let first = sweep_ended(|last| last["trigger"] == "manual").await;
+    assert_eq!(first["progress"]["changed"], 2, "{first}");
+
+    std::fs::remove_file(out.join("refuse")).unwrap();
+    let (status, body) = app.admin("POST", &state_path).await;
+    assert_eq!(status, 202, "{body}");
+    let second = sweep_ended(|last| {
+        last["trigger"] == "manual" && last["progress"]["changed"].as_u64() == Some(1)
+    })
+    .await;
+    assert_eq!(second["progress"]["emitted"], 1, "{second}");
+    let events = app.delivered(STUDIO, 3).await;
+    let customers: Vec<i64> = events
+        .iter()
+        .map(|e| e["entityId"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        customers,
+        [10, 150, 150],
+        "150 again, since a sink did not take it"
+    );
+    assert_ne!(events[1]["id"], events[2]["id"], "a new sweep, a new id");
+    app.stop().await;
+}
