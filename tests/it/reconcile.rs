@@ -30,6 +30,16 @@ async fn sweep_ended(relay: &RelayProcess, finished: impl Fn(&Value) -> bool) ->
     .await
 }
 
+/// As [`sweep_ended`], for a relay in this process.
+async fn app_sweep_ended(app: &TestApp, finished: impl Fn(&Value) -> bool) -> Value {
+    let path = format!("/api/studios/{STUDIO}/reconcile");
+    eventually("the reconcile sweep to end", || async {
+        let state = app.admin_json("GET", &path).await;
+        (state["running"].is_null() && finished(&state["last"])).then_some(state["last"].clone())
+    })
+    .await
+}
+
 fn reconciled(dir: &Path) -> Vec<Value> {
     read_ndjson(&dir.join("out").join(format!("{STUDIO}.ndjson")))
 }
@@ -269,17 +279,7 @@ async fn a_certificate_expired_longer_than_after_downtime_brings_a_sweep_once_it
         config.http.tls_key = Some(tls_key);
     })
     .await;
-    let state_path = format!("/api/studios/{STUDIO}/reconcile");
-    let sweep_ended = |finished: fn(&Value) -> bool| {
-        let app = &app;
-        let state_path = &state_path;
-        eventually("the reconcile sweep to end", move || async move {
-            let state = app.admin_json("GET", state_path).await;
-            (state["running"].is_null() && finished(&state["last"]))
-                .then_some(state["last"].clone())
-        })
-    };
-    sweep_ended(|last| last["baseline"] == true).await;
+    app_sweep_ended(&app, |last| last["baseline"] == true).await;
 
     // The certificate on disk is replaced by an expired one: the vendor's client would refuse
     // every handshake from now on.
@@ -309,7 +309,7 @@ async fn a_certificate_expired_longer_than_after_downtime_brings_a_sweep_once_it
 
     let renewed = crate::tls::TestCert::new();
     renewed.write(&cert, &key);
-    let sweep = sweep_ended(|last| last["trigger"] == "downtime").await;
+    let sweep = app_sweep_ended(&app, |last| last["trigger"] == "downtime").await;
     assert_eq!(sweep["progress"]["changed"], 3, "{sweep}");
     assert_eq!(sweep["progress"]["emitted"], 3, "{sweep}");
     let events = app.delivered(STUDIO, 3).await;
@@ -336,16 +336,7 @@ async fn a_customer_whose_event_a_sink_refused_is_reported_again_by_the_next_swe
     ));
     let app = spawn_app(vec![studio]).await;
     let state_path = format!("/api/studios/{STUDIO}/reconcile");
-    let sweep_ended = |finished: fn(&Value) -> bool| {
-        let app = &app;
-        let state_path = &state_path;
-        eventually("the reconcile sweep to end", move || async move {
-            let state = app.admin_json("GET", state_path).await;
-            (state["running"].is_null() && finished(&state["last"]))
-                .then_some(state["last"].clone())
-        })
-    };
-    sweep_ended(|last| last["baseline"] == true).await;
+    app_sweep_ended(&app, |last| last["baseline"] == true).await;
 
     let out = app.dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
@@ -359,13 +350,13 @@ async fn a_customer_whose_event_a_sink_refused_is_reported_again_by_the_next_swe
     }
     let (status, body) = app.admin("POST", &state_path).await;
     assert_eq!(status, 202, "{body}");
-    let first = sweep_ended(|last| last["trigger"] == "manual").await;
+    let first = app_sweep_ended(&app, |last| last["trigger"] == "manual").await;
     assert_eq!(first["progress"]["changed"], 2, "{first}");
 
     std::fs::remove_file(out.join("refuse")).unwrap();
     let (status, body) = app.admin("POST", &state_path).await;
     assert_eq!(status, 202, "{body}");
-    let second = sweep_ended(|last| {
+    let second = app_sweep_ended(&app, |last| {
         last["trigger"] == "manual" && last["progress"]["changed"].as_u64() == Some(1)
     })
     .await;
