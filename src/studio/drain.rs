@@ -154,7 +154,7 @@ impl Worker {
                         Delivered::Live(deliverer.deliver(run).await)
                     }));
                     inbox_may_have_more = true;
-                } else if let Some(events) = self.sweep.next_chunk() {
+                } else if let Some(events) = self.sweep.next_chunk(self.window.entries()) {
                     let deliverer = Rc::clone(&self.deliverer);
                     delivery = Some(Box::pin(async move {
                         let started = Instant::now();

@@ -13,6 +13,8 @@ mod drain;
 mod enrich;
 mod report;
 mod sweep;
+#[cfg(test)]
+mod test_entries;
 mod window;
 
 use std::cell::RefCell;

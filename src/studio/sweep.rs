@@ -187,8 +187,16 @@ impl SweepStage {
 
     /// The next reconciled events for the sinks, when no live run is ready: from the page on
     /// its way, or from the waiting page, compared now. A customer delivered live since its
-    /// page was asked is left to the live event, at every turn.
-    pub fn next_chunk(&mut self) -> Option<Vec<EnrichedEvent>> {
+    /// page was asked, or with a live event in `waiting` (read from the inbox, not delivered
+    /// yet), is left to the live event, at every turn: the sinks get that one after the
+    /// page's, so the page's would be the one out of date whichever was fetched first.
+    pub fn next_chunk<'a>(
+        &mut self,
+        waiting: impl Iterator<Item = &'a InboxEntry>,
+    ) -> Option<Vec<EnrichedEvent>> {
+        if self.plan.is_some() || self.answered.is_some() {
+            self.touched.extend(waiting.filter_map(live_customer));
+        }
         if self.plan.is_none() {
             self.plan = self.compare();
         }
@@ -416,18 +424,25 @@ fn log_finished(progress: &Progress, baseline: bool) {
     );
 }
 
-/// What a delivered live event says about its customer's current record.
-fn live_update(entry: &InboxEntry) -> Option<FingerprintUpdate> {
+/// The customer whose record a live event delivers (or says is gone), if any.
+fn live_customer(entry: &InboxEntry) -> Option<i64> {
     let event = &entry.event;
     let customer = event.entity_id?;
     if event.event_type == "CUSTOMER_DELETED" {
-        return Some((customer, None));
+        return Some(customer);
     }
-    let Route::Fetch(request) = event.route() else {
-        return None;
-    };
-    if request.endpoint != Endpoint::Customer {
-        return None;
+    match event.route() {
+        Route::Fetch(request) if request.endpoint == Endpoint::Customer => Some(customer),
+        _ => None,
+    }
+}
+
+/// What a delivered live event says about its customer's current record.
+fn live_update(entry: &InboxEntry) -> Option<FingerprintUpdate> {
+    let customer = live_customer(entry)?;
+    let event = &entry.event;
+    if event.event_type == "CUSTOMER_DELETED" {
+        return Some((customer, None));
     }
     let result = event.enriched.as_ref()?;
     match (result.enrichment.status, &result.entity) {
@@ -438,3 +453,7 @@ fn live_update(entry: &InboxEntry) -> Option<FingerprintUpdate> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+#[path = "sweep_tests.rs"]
+mod tests;

@@ -220,6 +220,11 @@ impl Window {
         (still_needed, dead)
     }
 
+    /// The entries not delivered yet, in order.
+    pub fn entries(&self) -> impl Iterator<Item = &InboxEntry> {
+        self.slots.iter().map(|slot| &slot.entry)
+    }
+
     /// The ready entries at the head, at most `max`, in order.
     pub fn pop_ready(&mut self, max: usize) -> Vec<InboxEntry> {
         let mut run = Vec::new();

@@ -1,24 +1,5 @@
 use super::*;
-use crate::event::QueuedEvent;
-use crate::tenant::StudioId;
-
-fn entry(seq: u64, event_type: &str, entity: i64) -> InboxEntry {
-    let mut event = QueuedEvent {
-        id: format!("e{seq}"),
-        event_type: event_type.into(),
-        entity_id: Some(entity),
-        occurred_at_ms: 0,
-        received_at_ms: 0,
-        content: None,
-        decided_route: None,
-        enriched: None,
-        delivered_to: vec![],
-        attempts: vec![],
-        failing_since_ms: None,
-    };
-    event.decided_route = Some(event.route());
-    InboxEntry::for_test(&StudioId::parse("s").unwrap(), seq, event)
-}
+use crate::studio::test_entries::entry;
 
 fn customer(entity: i64) -> Request {
     match crate::route::route("CUSTOMER_UPDATED", Some(entity), None) {
