@@ -154,7 +154,11 @@ impl Relay {
         let addr = ingest.addrs().first().copied().unwrap_or(listen);
         let ingest = ingest.run();
         tracing::info!(%addr, "listening for webhooks on POST /webhook");
-        let intake = Arc::new(Intake { disk, certificate });
+        let intake = Arc::new(Intake {
+            disk,
+            certificate,
+            accepting: accepting.clone(),
+        });
         let outage_watch =
             crate::downtime::spawn_watch(store.clone(), studios.clone(), intake.clone());
 
@@ -211,6 +215,8 @@ impl Relay {
             ingest: self.ingest.handle(),
             admin: self.admin.handle(),
             accepting: self.accepting.clone(),
+            store: self.store.clone(),
+            intake: self.intake.clone(),
         }
     }
 
@@ -257,7 +263,6 @@ impl Relay {
                 "file sink writes still under way at exit; their events are delivered again after a restart"
             );
         }
-        crate::downtime::beat_at_stop(&self.store, &self.intake);
         if let Err(e) = self.store.sync().await {
             tracing::error!(error = %e, "final flush failed");
         }
@@ -300,6 +305,8 @@ pub struct RelayHandle {
     ingest: ServerHandle,
     admin: ServerHandle,
     accepting: Arc<AtomicBool>,
+    store: Store,
+    intake: Arc<Intake>,
 }
 
 impl RelayHandle {
@@ -311,6 +318,9 @@ impl RelayHandle {
 
     /// Refuses new webhooks, lets in-flight ones finish (up to the grace period) and stops.
     pub async fn stop(&self) {
+        // The last moment webhooks could get in: the downtime the next start measures begins
+        // here, not after the studios and file writes have wound down.
+        crate::downtime::beat_at_stop(&self.store, &self.intake);
         self.refuse_new_webhooks();
         self.ingest.stop(true).await;
         self.admin.stop(true).await;

@@ -6,6 +6,7 @@
 //! webhooks can get in again after at least `after_downtime`, the studios that ask for it are
 //! reconciled.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,18 +28,26 @@ pub const BEAT_EVERY: Duration = Duration::from_secs(30);
 /// measured to this precision.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
 
+/// Longer than this between two looks, and the relay was not answering (the vendor waits 5 s).
+const PAUSED_AFTER: Duration = Duration::from_secs(10);
+const PAUSED: &str = "the relay was suspended (or its machine was)";
+
 /// What keeps webhooks out of a running relay.
 pub struct Intake {
     pub disk: Arc<DiskSpace>,
     pub certificate: Arc<ServedCertificate>,
+    /// Cleared when the relay stops taking webhooks, at the start of a stop.
+    pub accepting: Arc<AtomicBool>,
 }
 
 impl Intake {
     /// Why webhooks cannot get in at `now_ms`; empty while they can.
     pub fn problems(&self, now_ms: i64) -> Vec<String> {
-        self.disk
-            .problem()
+        let stopping = (!self.accepting.load(Ordering::SeqCst))
+            .then(|| "the relay is stopping: webhooks get 503".to_string());
+        stopping
             .into_iter()
+            .chain(self.disk.problem())
             .chain(self.certificate.problem(now_ms))
             .collect()
     }
@@ -76,12 +85,12 @@ impl OutageClock {
             return None;
         }
         let cause = self.cause.take();
-        let since = self.last_open_ms.replace(now_ms);
-        let (cause, since) = (cause?, since?);
-        Some(Ended {
-            lasted: Duration::from_millis(u64::try_from(now_ms - since).unwrap_or(0)),
-            cause,
-        })
+        let since = self.last_open_ms.replace(now_ms)?;
+        let lasted = Duration::from_millis(u64::try_from(now_ms - since).unwrap_or(0));
+        // Looks far apart with nothing wrong in between: the process or its machine was
+        // suspended (SIGSTOP, a paused VM), and answered no webhook meanwhile.
+        let cause = cause.or_else(|| (lasted > PAUSED_AFTER).then(|| PAUSED.to_string()))?;
+        Some(Ended { lasted, cause })
     }
 
     fn is_open(&self) -> bool {
@@ -119,8 +128,9 @@ pub fn spawn_watch(store: Store, studios: Arc<Studios>, intake: Arc<Intake>) -> 
     })
 }
 
-/// The beat at a clean stop, unless webhooks could not get in: that outage goes on until the
-/// next start.
+/// The beat at the start of a clean stop, unless webhooks could not get in: that outage goes
+/// on until the next start. Called before webhooks are refused; from then on the watch sees the
+/// relay stopping and writes no later beat.
 pub fn beat_at_stop(store: &Store, intake: &Intake) {
     let now_ms = now_millis();
     if intake.problems(now_ms).is_empty() {
@@ -187,6 +197,19 @@ mod tests {
         assert_eq!(ended.lasted, Duration::from_secs(60));
         assert_eq!(ended.cause, "the relay was not running");
         assert_eq!(clock.look(None, 62_000), None, "it ends once");
+    }
+
+    #[test]
+    fn looks_far_apart_are_an_outage_too() {
+        let mut clock = OutageClock::after_start(None);
+        clock.look(None, 1_000);
+        assert_eq!(clock.look(None, 2_000), None, "a look a second later");
+        let ended = clock
+            .look(None, 602_000)
+            .expect("ten minutes without a look");
+        assert_eq!(ended.lasted, Duration::from_secs(600));
+        assert_eq!(ended.cause, PAUSED);
+        assert!(clock.is_open());
     }
 
     #[test]
