@@ -154,11 +154,7 @@ impl Relay {
         let addr = ingest.addrs().first().copied().unwrap_or(listen);
         let ingest = ingest.run();
         tracing::info!(%addr, "listening for webhooks on POST /webhook");
-        let intake = Arc::new(Intake {
-            disk,
-            certificate,
-            accepting: accepting.clone(),
-        });
+        let intake = Arc::new(Intake::new(disk, certificate, accepting.clone()));
         let outage_watch =
             crate::downtime::spawn_watch(store.clone(), studios.clone(), intake.clone());
 

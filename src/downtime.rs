@@ -7,7 +7,7 @@
 //! reconciled.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -38,9 +38,36 @@ pub struct Intake {
     pub certificate: Arc<ServedCertificate>,
     /// Cleared when the relay stops taking webhooks, at the start of a stop.
     pub accepting: Arc<AtomicBool>,
+    /// The outage under way as the watch last saw it.
+    outage: Mutex<Option<Outage>>,
+}
+
+/// An outage under way: since the last moment webhooks could get in, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outage {
+    pub since_ms: Option<i64>,
+    pub cause: String,
 }
 
 impl Intake {
+    pub fn new(
+        disk: Arc<DiskSpace>,
+        certificate: Arc<ServedCertificate>,
+        accepting: Arc<AtomicBool>,
+    ) -> Intake {
+        Intake {
+            disk,
+            certificate,
+            accepting,
+            outage: Mutex::new(None),
+        }
+    }
+
+    /// The outage the watch counts now (for `after_downtime`), None while webhooks get in.
+    pub fn outage(&self) -> Option<Outage> {
+        crate::lock::lock(&self.outage).clone()
+    }
+
     /// Why webhooks cannot get in at `now_ms`; empty while they can.
     pub fn problems(&self, now_ms: i64) -> Vec<String> {
         let stopping = (!self.accepting.load(Ordering::SeqCst))
@@ -96,6 +123,13 @@ impl OutageClock {
     fn is_open(&self) -> bool {
         self.cause.is_none()
     }
+
+    fn outage(&self) -> Option<Outage> {
+        self.cause.as_ref().map(|cause| Outage {
+            since_ms: self.last_open_ms,
+            cause: cause.clone(),
+        })
+    }
 }
 
 /// Looks every [`LOOK_EVERY`] whether webhooks can get in: writes the heartbeat every
@@ -118,6 +152,7 @@ pub fn spawn_watch(store: Store, studios: Arc<Studios>, intake: Arc<Intake>) -> 
             if let Some(ended) = clock.look(problem, now_ms) {
                 sweep_after_outage(&store, &studios, &ended, now_ms);
             }
+            *crate::lock::lock(&intake.outage) = clock.outage();
             let beat_due =
                 beaten_ms.is_none_or(|last| now_ms - last >= BEAT_EVERY.as_millis() as i64);
             if clock.is_open() && beat_due {

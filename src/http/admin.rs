@@ -242,11 +242,18 @@ async fn studios(state: web::Data<AdminState>) -> HttpResponse {
     let certificate = json!({
         "problem": state.intake.certificate.problem(now_millis()),
     });
+    let outage = state.intake.outage().map(|o| {
+        json!({
+            "since": o.since_ms.map(format_millis),
+            "cause": o.cause,
+        })
+    });
     HttpResponse::Ok().json(json!({
         "studios": views,
         "removed_with_pending_events": orphans,
         "storage": storage,
         "certificate": certificate,
+        "outage": outage,
     }))
 }
 

@@ -106,3 +106,65 @@ async fn a_full_disk_gets_503_and_webhooks_are_taken_again_by_themselves_when_sp
     }
     app.stop().await;
 }
+
+#[actix_rt::test]
+async fn customers_changed_while_a_full_disk_kept_webhooks_out_are_reconciled_once_space_returns() {
+    let Some(tmpfs) = Tmpfs::mount("24m") else {
+        skip(
+            "cannot mount a tmpfs here (it needs root); the sweep after a full disk is not tested",
+        );
+        return;
+    };
+    let storage = tmpfs.dir.path().join("data");
+    let studio = Studio::new("berlin")
+        .customers(300)
+        .with("[reconcile]\nafter_downtime = \"1ms\"\n");
+    let app = spawn_app_with(vec![studio], |config| {
+        config.storage.path = storage.clone();
+        config.storage.min_free_bytes = Some(8 << 20);
+    })
+    .await;
+    let reconcile = |finished: fn(&serde_json::Value) -> bool| {
+        let app = &app;
+        eventually("a reconcile sweep to end", move || async move {
+            let state = app.admin_json("GET", "/api/studios/berlin/reconcile").await;
+            (state["running"].is_null() && finished(&state["last"]))
+                .then_some(state["last"].clone())
+        })
+    };
+    reconcile(|last| last["baseline"] == true).await;
+
+    // The disk fills; the vendor's webhooks get 503 until space returns, and those about
+    // customers 20 and 250 are given up on by the vendor after its last resend.
+    let ballast = tmpfs.dir.path().join("ballast");
+    let free = fs2::available_space(tmpfs.dir.path()).unwrap();
+    std::fs::write(&ballast, vec![0u8; (free - (4 << 20)) as usize]).unwrap();
+    let outage = eventually("the outage to be counted", || async {
+        let studios = app.admin_json("GET", "/api/studios").await;
+        let outage = &studios["outage"];
+        outage["cause"].as_str().map(str::to_string)
+    })
+    .await;
+    assert!(outage.contains("below storage.min_free_bytes"), "{outage}");
+    for id in [20_i64, 250] {
+        app.sim
+            .update_customer("berlin", id, serde_json::json!({"city": "Potsdam"}));
+    }
+
+    std::fs::remove_file(&ballast).unwrap();
+    let sweep = reconcile(|last| last["trigger"] == "downtime").await;
+    assert_eq!(sweep["progress"]["changed"], 2, "{sweep}");
+    let events = app.delivered("berlin", 2).await;
+    let customers: Vec<i64> = events
+        .iter()
+        .map(|e| {
+            assert_eq!(e["type"], "CUSTOMER_RECONCILED");
+            assert_eq!(e["entity"]["city"], "Potsdam");
+            e["entityId"].as_i64().unwrap()
+        })
+        .collect();
+    assert_eq!(customers, [20, 250]);
+    let studios = app.admin_json("GET", "/api/studios").await;
+    assert!(studios["outage"].is_null(), "{studios}");
+    app.stop().await;
+}
