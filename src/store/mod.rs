@@ -109,6 +109,8 @@ pub struct Store {
     dead: sled::Tree,
     budgets: sled::Tree,
     unreadable: sled::Tree,
+    /// Added to sled's ids to make sequences (see [`Store::next_sequence`]).
+    sequence_offset: u64,
     reconcile: ReconcileStore,
     committer: Committer,
     /// Entries per studio in the inbox and the dead letters, moved by every insert and removal.
@@ -164,14 +166,29 @@ impl Store {
             .map_err(|e| open_error(e.to_string()))?;
         let inbox = db.open_tree(INBOX)?;
         let dead = db.open_tree(DEAD)?;
+        let unreadable = db.open_tree(UNREADABLE)?;
+        let waiting = Counts::of(&inbox)?;
+        let buried = Counts::of(&dead)?;
+        // sled's id counter is not part of what a copy of the store (a backup, a restore)
+        // carries: a copy would hand out sequences its entries already have, and a new event
+        // would overwrite a waiting one. Sequences are lifted above every one held.
+        let mut highest =
+            highest_sequence(&inbox, &waiting)?.max(highest_sequence(&dead, &buried)?);
+        // Entries set aside are few: each is looked at.
+        for key in unreadable.iter().keys() {
+            highest = highest.max(Some(sequence_of(&key?)));
+        }
+        let next = db.generate_id()?;
+        let sequence_offset = highest.map_or(0, |h| (h + 1).saturating_sub(next));
         Ok(Store {
             seen,
-            waiting: Counts::of(&inbox)?,
-            buried: Counts::of(&dead)?,
+            waiting,
+            buried,
             inbox,
             dead,
             budgets: db.open_tree(BUDGETS)?,
-            unreadable: db.open_tree(UNREADABLE)?,
+            unreadable,
+            sequence_offset,
             reconcile: ReconcileStore::open(&db)?,
             arrival_order: ArrivalOrder::default(),
             db,
@@ -232,7 +249,7 @@ impl Store {
         let _in_order = self.arrival_order.lock(studio);
         let mut entries = Vec::with_capacity(values.len());
         for value in values {
-            let seq = self.db.generate_id()?;
+            let seq = self.next_sequence()?;
             entries.push((studio_key(studio, &seq.to_be_bytes()), value));
         }
         // Queued first, marked seen last (the group commit writes the mark after these inserts,
@@ -257,7 +274,12 @@ impl Store {
     /// A point in arrival order: every event queued before this call has a lower sequence,
     /// every later one a higher. Monotonic across restarts, unlike the wall clock.
     pub fn sequence(&self) -> Result<u64, StoreError> {
-        Ok(self.db.generate_id()?)
+        Ok(self.next_sequence()?)
+    }
+
+    /// The next place in arrival order, above every entry the store held when it opened.
+    fn next_sequence(&self) -> sled::Result<u64> {
+        Ok(self.db.generate_id()? + self.sequence_offset)
     }
 
     /// The oldest events waiting for `studio`, in arrival order.
@@ -610,6 +632,20 @@ struct BuriedAbout {
     event: About,
 }
 
+/// The highest sequence among the keys of `tree` (`studio \0 sequence`): the last key of each
+/// studio that `counts` found in it.
+fn highest_sequence(tree: &sled::Tree, counts: &Counts) -> sled::Result<Option<u64>> {
+    let mut highest = None;
+    for (studio, _) in counts.all() {
+        let mut prefix = studio.into_bytes();
+        prefix.push(0);
+        if let Some(key) = tree.scan_prefix(prefix).keys().next_back() {
+            highest = highest.max(Some(sequence_of(&key?)));
+        }
+    }
+    Ok(highest)
+}
+
 /// The sequence at the end of an inbox key.
 fn sequence_of(key: &[u8]) -> u64 {
     let tail = &key[key.len().saturating_sub(8)..];
@@ -718,6 +754,46 @@ mod tests {
             store.pending_by_studio(),
             [("a".to_string(), 3), ("b".to_string(), 1)]
         );
+    }
+
+    #[actix_rt::test]
+    async fn a_restored_copy_queues_new_events_after_the_ones_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = StudioId::parse("a").unwrap();
+        // sled moves its id counter on at every open: the source has been restarted more
+        // often than its copy will be.
+        for _ in 0..3 {
+            drop(reopen(dir.path()));
+        }
+        let source = reopen(dir.path());
+        for id in ["u1", "u2"] {
+            source.intake(&a, id, &[event(id)], 0).await.unwrap();
+        }
+        let pending = source.pending(&a, 10).unwrap();
+        let letter = DeadLetter {
+            event: pending[1].event.clone(),
+            stage: "enrichment".into(),
+            reason: "test".into(),
+            dead_at_ms: 0,
+        };
+        source.bury(&pending[1], &letter).unwrap();
+        let backup = dir.path().join("backup");
+        source.backup_to(&backup).unwrap();
+
+        let restored = Store::open(&StoreSettings {
+            path: backup,
+            cache_capacity_bytes: 16 * 1024 * 1024,
+        })
+        .unwrap();
+        restored.intake(&a, "u3", &[event("u3")], 0).await.unwrap();
+        let waiting = restored.pending(&a, 10).unwrap();
+        let ids: Vec<_> = waiting.iter().map(|e| e.event.id.as_str()).collect();
+        assert_eq!(ids, ["u1", "u3"], "in arrival order");
+        assert!(
+            waiting[1].sequence() > pending[1].sequence(),
+            "above the dead letter's too"
+        );
+        assert_eq!(restored.dead_letter_count(&a), 1);
     }
 
     #[actix_rt::test]
