@@ -526,10 +526,22 @@ pub(super) fn optional_secret(
     dir: &Path,
     err: &dyn Fn(&str, String) -> TenantError,
 ) -> Result<Option<SecretString>, TenantError> {
-    if inline.is_none() && env.is_none() && file.is_none() {
-        return Ok(None);
+    let secret = match (inline, env, file) {
+        (None, None, None) => return Ok(None),
+        (Some(value), None, None) => SecretString::from(value),
+        (None, Some(var), None) => from_env(&format!("{field}_env"), &var, err)?,
+        (None, None, Some(path)) => from_file(&format!("{field}_file"), &dir.join(path), err)?,
+        _ => {
+            return Err(err(
+                field,
+                format!("set only one of {field}, {field}_env, {field}_file"),
+            ))
+        }
+    };
+    if secret.expose_secret().trim().is_empty() {
+        return Err(err(field, "is empty".into()));
     }
-    one_secret(field, inline, env, file, dir, err).map(Some)
+    Ok(Some(secret))
 }
 
 /// Exactly one of the inline value, `<field>_env` or `<field>_file`.
@@ -541,27 +553,12 @@ fn one_secret(
     dir: &Path,
     err: &dyn Fn(&str, String) -> TenantError,
 ) -> Result<SecretString, TenantError> {
-    let secret = match (inline, env, file) {
-        (Some(value), None, None) => SecretString::from(value),
-        (None, Some(var), None) => from_env(&format!("{field}_env"), &var, err)?,
-        (None, None, Some(path)) => from_file(&format!("{field}_file"), &dir.join(path), err)?,
-        (None, None, None) => {
-            return Err(err(
-                field,
-                format!("missing: set {field}, {field}_env or {field}_file"),
-            ))
-        }
-        _ => {
-            return Err(err(
-                field,
-                format!("set only one of {field}, {field}_env, {field}_file"),
-            ))
-        }
-    };
-    if secret.expose_secret().trim().is_empty() {
-        return Err(err(field, "is empty".into()));
-    }
-    Ok(secret)
+    optional_secret(field, inline, env, file, dir, err)?.ok_or_else(|| {
+        err(
+            field,
+            format!("missing: set {field}, {field}_env or {field}_file"),
+        )
+    })
 }
 
 fn from_env(
@@ -582,13 +579,23 @@ fn from_file(
     path: &Path,
     err: &dyn Fn(&str, String) -> TenantError,
 ) -> Result<SecretString, TenantError> {
-    let cannot_read =
-        |e: std::io::Error| err(field, format!("cannot read {}: {e}", path.display()));
+    refuse_shared(field, path, err)?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err(field, format!("cannot read {}: {e}", path.display())))?;
+    Ok(SecretString::from(text.trim().to_string()))
+}
+
+/// Refuses a secret's file that other accounts on the host can read.
+pub(super) fn refuse_shared(
+    field: &str,
+    path: &Path,
+    err: &dyn Fn(&str, String) -> TenantError,
+) -> Result<(), TenantError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(path)
-            .map_err(cannot_read)?
+            .map_err(|e| err(field, format!("cannot read {}: {e}", path.display())))?
             .permissions()
             .mode();
         if mode & 0o077 != 0 {
@@ -601,8 +608,7 @@ fn from_file(
             ));
         }
     }
-    let text = std::fs::read_to_string(path).map_err(cannot_read)?;
-    Ok(SecretString::from(text.trim().to_string()))
+    Ok(())
 }
 
 /// A key is sent (or compared) as a header value; one that cannot be one would fail later,
@@ -682,6 +688,25 @@ mod tests {
             load(&file).unwrap().fingerprint
         };
         assert_ne!(fingerprint("first"), fingerprint("second"));
+    }
+
+    #[test]
+    fn a_nats_creds_file_others_can_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "{GOOD}\n[[sinks]]\ntype = \"nats\"\nurl = \"nats://a:4222\"\nstream = \"S\"\ncreds_file = \"berlin.creds\"\n"
+        );
+        let file = write(dir.path(), "s.toml", &text);
+        let creds = write(dir.path(), "berlin.creds", "-----BEGIN NATS USER JWT-----");
+        let mode = |mode| {
+            std::fs::set_permissions(&creds, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                .unwrap()
+        };
+        mode(0o644);
+        let e = load(&file).unwrap_err().to_string();
+        assert!(e.contains("creds_file") && e.contains("chmod 600"), "{e}");
+        mode(0o600);
+        assert!(load(&file).is_ok());
     }
 
     #[test]

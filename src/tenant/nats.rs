@@ -7,7 +7,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{optional_secret, TenantError};
+use super::{optional_secret, refuse_shared, TenantError};
 use crate::redacted_url::RedactedUrl;
 
 /// The subject template when none is given.
@@ -143,6 +143,8 @@ pub(super) fn build(
                         format!("{} is not a readable file", path.display()),
                     ));
                 }
+                // It holds the account's private key (an nkey seed).
+                refuse_shared(&field("creds_file"), &path, err)?;
                 NatsCredentials::CredsFile(path)
             }
             (None, Some(token), None, None) => NatsCredentials::Token(token),
