@@ -121,11 +121,16 @@ impl StudioStatus {
         s.derive();
     }
 
-    /// The sink that was failing took the event.
-    pub fn sink_recovered(&self) {
+    /// `sink` took events: if it was the one failing, it is no longer.
+    pub fn sink_took(&self, sink: &str) {
         let mut s = self.lock();
-        s.sink_trouble = None;
-        s.derive();
+        if s.sink_trouble
+            .as_ref()
+            .is_some_and(|(failing, _)| failing == sink)
+        {
+            s.sink_trouble = None;
+            s.derive();
+        }
     }
 
     pub fn set_config_error(&self, error: Option<String>) {
@@ -166,7 +171,13 @@ mod tests {
 
         let rejected = (StudioState::CredentialsRejected, "401".to_string());
         status.open_api_trouble(Some(rejected));
-        status.sink_recovered();
+        status.sink_took("file:out/other.ndjson");
+        assert_eq!(
+            status.snapshot().failing_sink.as_deref(),
+            Some("http:https://crm/in"),
+            "another sink taking events says nothing of this one"
+        );
+        status.sink_took("http:https://crm/in");
         let shown = status.snapshot();
         assert_eq!(
             shown.state,

@@ -123,9 +123,6 @@ impl Deliverer {
                 self.report.sink_delivered(key, taken);
                 next += taken;
                 let Some(failure) = failure else {
-                    if attempt > 0 {
-                        self.report.sink_recovered();
-                    }
                     break;
                 };
                 if taken > 0 {
@@ -202,9 +199,6 @@ impl Deliverer {
             }
             self.report.sink_delivered(key, taken);
             let Some(failure) = failure else {
-                if attempt > 0 {
-                    self.report.sink_recovered();
-                }
                 return;
             };
             attempt = if taken > 0 { 1 } else { attempt + 1 };

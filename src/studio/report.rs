@@ -53,10 +53,6 @@ impl Report {
         self.status.open_api_trouble(trouble);
     }
 
-    pub fn sink_recovered(&self) {
-        self.status.sink_recovered();
-    }
-
     pub fn budget(&self, endpoint: &str, usage: EndpointUse) {
         self.status.budget(endpoint, usage);
     }
@@ -88,6 +84,7 @@ impl Report {
                 .sink_deliveries
                 .with_label_values(&[self.studio.as_str(), sink, "delivered"])
                 .inc_by(events as u64);
+            self.status.sink_took(sink);
         }
     }
 
