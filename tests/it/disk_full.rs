@@ -75,11 +75,20 @@ async fn a_full_disk_gets_503_and_webhooks_are_taken_again_by_themselves_when_sp
     assert!(ready.contains("below storage.min_free_bytes"), "{ready}");
     let studios = app.admin_json("GET", "/api/studios").await;
     assert!(studios["storage"]["problem"].is_string(), "{studios}");
-    let (_, metrics) = app.admin("GET", "/metrics").await;
-    assert!(
-        metrics.contains("gymrelay_storage_free_bytes "),
-        "{metrics}"
-    );
+    let floor: i64 = 8 << 20;
+    // The gauge is set by the same check that refuses webhooks, just after it.
+    eventually(
+        "gymrelay_storage_free_bytes below the 8 MiB floor",
+        || async {
+            let (_, metrics) = app.admin("GET", "/metrics").await;
+            let free = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("gymrelay_storage_free_bytes "))
+                .map(|v| v.trim().parse::<i64>().expect("the gauge is an integer"));
+            free.filter(|&free| free < floor)
+        },
+    )
+    .await;
 
     // Space returns: webhooks are taken again, with no restart.
     std::fs::remove_file(&ballast).unwrap();

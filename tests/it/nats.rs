@@ -308,6 +308,23 @@ async fn a_deleted_stream_is_created_again_and_odd_types_still_fit_its_subjects(
     let messages = stream_messages(&url).await;
     assert_eq!(messages[0].1, odd);
     assert_eq!(messages[0].2, "gymrelay.berlin.CUSTOMER_ODD_TYPE");
+
+    // The stream the relay created again deduplicates by Nats-Msg-Id: the same event published
+    // again (as a resend after a lost ack would) is acknowledged as a duplicate and not stored.
+    let context = jetstream::new(async_nats::connect(&url).await.unwrap());
+    let mut stream = context.get_stream(STREAM).await.unwrap();
+    let window = stream.info().await.unwrap().config.duplicate_window;
+    assert!(!window.is_zero(), "the stream has a duplicate window");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", odd.as_str());
+    let ack = context
+        .publish_with_headers(messages[0].2.clone(), headers, "again".into())
+        .await
+        .expect("published")
+        .await
+        .expect("acknowledged");
+    assert!(ack.duplicate, "{ack:?}");
+    assert_eq!(stream_count(&url).await, 1, "the duplicate was not stored");
     app.stop().await;
 }
 

@@ -206,6 +206,12 @@ async fn erase_removes_a_members_traces_from_the_store_and_the_studio_keeps_work
     })
     .await;
 
+    let activity = relay.admin("/api/activity").await;
+    assert!(
+        activity.contains("\"entity_id\":12,"),
+        "the member is in the recent activity before the erasure: {activity}"
+    );
+
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_gymrelay"))
         .args([
             "erase",
@@ -231,7 +237,11 @@ async fn erase_removes_a_members_traces_from_the_store_and_the_studio_keeps_work
     );
     assert!(letters.contains(&other), "another member's stays");
     let activity = relay.admin("/api/activity").await;
-    assert!(!activity.contains("\"entity_id\":12"), "{activity}");
+    assert!(!activity.contains("\"entity_id\":12,"), "{activity}");
+    assert!(
+        activity.contains("\"entity_id\":13,"),
+        "another member's activity stays: {activity}"
+    );
     // The store never holds an Open API answer, so this holds before the erasure too; it is
     // the issue's own check that nothing of the member is left on disk.
     for value in ["firstName", "lastName", "email"] {
@@ -313,7 +323,17 @@ async fn a_sink_that_repeats_the_event_in_its_error_leaves_no_member_data_stored
 #[actix_rt::test]
 async fn erase_during_a_delivery_drops_what_was_fetched_before_it() {
     let failing = "[[sinks]]\ntype = \"command\"\nargv = [\"false\"]\n";
-    let app = spawn_app(vec![Studio::new("berlin").with(failing)]).await;
+    // With reconcile on, the studio records a baseline by itself: a fingerprint of every
+    // customer, the member's among them.
+    let studio = Studio::new("berlin")
+        .customers(300)
+        .with(&format!("[reconcile]\nevery = \"24h\"\n{failing}"));
+    let app = spawn_app(vec![studio]).await;
+    eventually("the reconcile baseline", || async {
+        let state = app.admin_json("GET", "/api/studios/berlin/reconcile").await;
+        (state["running"].is_null() && state["last"]["baseline"] == true).then_some(())
+    })
+    .await;
     app.notify("berlin", &unique("e"), "CUSTOMER_UPDATED", 12)
         .await;
     let fetches = || {
@@ -331,12 +351,24 @@ async fn erase_during_a_delivery_drops_what_was_fetched_before_it() {
         .admin_json("POST", "/api/studios/berlin/erase?customer=12")
         .await;
     assert_eq!(answer["pending_events"], 1, "{answer}");
+    assert_eq!(
+        answer["removed"]["reconcile_fingerprint"], true,
+        "the member's reconcile fingerprint is forgotten: {answer}"
+    );
     // The delivery that was retrying held the member's record; the studio starts afresh and
     // fetches it again rather than deliver what it had.
     eventually("a fetch after the erasure", || async {
         (fetches() == 2).then_some(())
     })
     .await;
+    // Nothing was delivered since, so no fingerprint came back: a second erasure finds none.
+    let again = app
+        .admin_json("POST", "/api/studios/berlin/erase?customer=12")
+        .await;
+    assert_eq!(
+        again["removed"]["reconcile_fingerprint"], false,
+        "the fingerprint was removed, not only reported: {again}"
+    );
     let (status, body) = app
         .admin("POST", "/api/studios/berlin/erase?customer=x")
         .await;

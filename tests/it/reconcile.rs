@@ -183,9 +183,11 @@ async fn a_sweep_stopped_midway_resumes_where_it_was() {
     let relay = RelayProcess::start(dir.path(), "").await;
     let sweep = sweep_ended(&relay, |last| last["baseline"] == true).await;
     let after_restart = list_requests() - before;
+    // The page under way when the relay stopped may be asked again; no other.
     assert!(
-        after_restart < 50,
-        "resumed: {after_restart} of 50 pages asked after the restart"
+        before + after_restart <= 51,
+        "resumed where it was: {before} pages asked before the stop and {after_restart} after \
+         the restart, for 50 pages"
     );
     assert_eq!(sweep["progress"]["customers"], 5_000, "{sweep}");
     assert_eq!(sweep["progress"]["pages"], 50, "{sweep}");
