@@ -44,37 +44,34 @@ pub async fn run(args: ReconcileArgs) -> Result<(), CliError> {
         println!("studio {}: reconcile sweep started", args.studio);
         return Ok(());
     }
+    // Another sweep can start as soon as ours ends (one asked for meanwhile, or `every`):
+    // ours is the one that started when we asked.
+    let ours = |sweep: &Value| started_ms.is_some() && sweep["started_ms"].as_i64() == started_ms;
     let mut shown_pages = None;
     loop {
         actix_web::rt::time::sleep(POLL_EVERY).await;
         let now = api.call("GET", &path).await?;
-        if let Some(sweep) = now["running"].as_object() {
-            let pages = sweep.get("progress").and_then(|p| p["pages"].as_u64());
+        if ours(&now["running"]) {
+            let pages = now["running"]["progress"]["pages"].as_u64();
             if pages != shown_pages {
                 shown_pages = pages;
-                eprintln!("{}", progress_line(&Value::Object(sweep.clone())));
+                eprintln!("{}", progress_line(&now["running"]));
             }
             continue;
         }
-        if let Some(failure) = now["failure"].as_str() {
-            return Err(CliError::Request {
-                url: path,
-                reason: format!("the sweep was given up: {failure}"),
-            });
+        if ours(&now["last"]) {
+            println!(
+                "studio {}: reconcile finished: {}",
+                args.studio,
+                progress_line(&now["last"])
+            );
+            return Ok(());
         }
-        let last = &now["last"];
-        if last["started_ms"].as_i64() != started_ms {
-            return Err(CliError::Request {
-                url: path,
-                reason: "the sweep ended, but the relay shows another one as the last".into(),
-            });
-        }
-        println!(
-            "studio {}: reconcile finished: {}",
-            args.studio,
-            progress_line(last)
-        );
-        return Ok(());
+        let reason = match now["failure"].as_str() {
+            Some(failure) => format!("the sweep was given up: {failure}"),
+            None => "the sweep ended without finishing, and another one has started since".into(),
+        };
+        return Err(CliError::Request { url: path, reason });
     }
 }
 
