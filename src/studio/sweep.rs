@@ -372,13 +372,25 @@ impl SweepStage {
         }
     }
 
+    /// Notes why the page request is being retried, or that it no longer is. Saved, not only
+    /// shown: `GET /api/studios/{id}/reconcile` and the command line read the stored record.
     fn set_error(&mut self, error: Option<String>) {
-        if let Some(sweep) = self.record.running.as_mut() {
-            if sweep.last_error != error {
-                sweep.last_error = error;
-                self.report.reconcile(&self.record);
-            }
+        let Some(sweep) = self.record.running.as_mut() else {
+            return;
+        };
+        if sweep.last_error == error {
+            return;
         }
+        sweep.last_error = error;
+        match self
+            .store
+            .reconcile()
+            .save_record(&self.studio, &self.record, now_millis())
+        {
+            Ok(record) => self.record = record,
+            Err(e) => tracing::warn!(error = %e, "cannot record why a reconcile page is retried"),
+        }
+        self.report.reconcile(&self.record);
     }
 
     fn give_up(&mut self, reason: String) {

@@ -180,6 +180,14 @@ async fn studios_show_a_reconcile_sweep_under_way_then_its_summary() {
     );
     assert!(sweep["started_ms"].as_i64().is_some(), "{running}");
     assert!(running["last"].is_null(), "{running}");
+    // What the command line follows says so too.
+    let followed = app.admin_json("GET", "/api/studios/berlin/reconcile").await;
+    assert!(
+        followed["running"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("503")),
+        "{followed}"
+    );
 
     app.sim.set_fault("berlin", Fault::None);
     let ended = eventually("the sweep's summary", || async {
