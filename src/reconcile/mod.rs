@@ -8,7 +8,7 @@ pub mod fingerprint;
 pub mod page;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::event::{format_millis, EnrichedEvent, Enrichment, EnrichmentStatus};
@@ -139,6 +139,15 @@ impl SweepRecord {
         self.failed_ms = None;
     }
 
+    /// The progress of the sweep under way, or of the one that just ended.
+    pub fn progress_mut(&mut self) -> Option<&mut Progress> {
+        match (&mut self.running, &mut self.last) {
+            (Some(sweep), _) => Some(&mut sweep.progress),
+            (None, Some(last)) => Some(&mut last.progress),
+            (None, None) => None,
+        }
+    }
+
     /// Gives up on the sweep under way; the last finished one stays the baseline.
     pub fn fail(&mut self, reason: String, now_ms: i64) {
         self.running = None;
@@ -193,7 +202,7 @@ pub fn event_id(studio: &str, sweep_started_ms: i64, change: &Change) -> String 
 pub fn event(
     studio: &str,
     sweep_started_ms: i64,
-    change: &Change,
+    change: Change,
     request: &Request,
     seen_ms: i64,
 ) -> EnrichedEvent {
@@ -201,30 +210,28 @@ pub fn event(
         ChangeKind::Deleted => EnrichmentStatus::NotFound,
         _ => EnrichmentStatus::Fetched,
     };
-    let content = match json!({ "change": change.kind }) {
-        Value::Object(content) => Some(content),
-        _ => None,
-    };
+    let mut content = serde_json::Map::new();
+    content.insert("change".into(), json!(change.kind));
     EnrichedEvent {
-        id: event_id(studio, sweep_started_ms, change),
+        id: event_id(studio, sweep_started_ms, &change),
         studio: studio.to_string(),
         event_type: EVENT_TYPE.to_string(),
         entity_id: Some(change.customer),
         occurred_at: format_millis(seen_ms),
         received_at: format_millis(seen_ms),
-        content,
+        content: Some(content),
         enrichment: Enrichment {
             status,
             request: Some(request.to_string()),
             reason: None,
         },
-        entity: change.record.clone(),
+        entity: change.record,
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     use super::*;
 
@@ -263,7 +270,7 @@ mod tests {
         let found = event(
             "berlin",
             0,
-            &change(ChangeKind::Changed, json!({"id": 7})),
+            change(ChangeKind::Changed, json!({"id": 7})),
             &request,
             0,
         );
@@ -274,7 +281,7 @@ mod tests {
         let gone = event(
             "berlin",
             0,
-            &change(ChangeKind::Deleted, json!({"id": 7})),
+            change(ChangeKind::Deleted, json!({"id": 7})),
             &request,
             0,
         );

@@ -40,6 +40,8 @@ struct PagePlan {
     /// Customers whose event a sink did not take: not recorded, so the next sweep reports
     /// them again.
     refused: HashSet<i64>,
+    /// Events handed to the sinks so far (those left to live events are not).
+    emitted: u64,
 }
 
 pub struct SweepStage {
@@ -202,19 +204,8 @@ impl SweepStage {
         }
         let touched = &self.touched;
         let plan = self.plan.as_mut()?;
-        let before = plan.events.len();
         plan.events
             .retain(|(customer, _, _)| !touched.contains(customer));
-        let left_to_live = (before - plan.events.len()) as u64;
-        // The page may be the last: its record then holds the sweep as finished.
-        let progress = match (&mut plan.record.running, &mut plan.record.last) {
-            (Some(sweep), _) => Some(&mut sweep.progress),
-            (None, Some(last)) => Some(&mut last.progress),
-            (None, None) => None,
-        };
-        if let Some(progress) = progress {
-            progress.emitted -= left_to_live;
-        }
         if plan.events.is_empty() {
             self.commit();
             return None;
@@ -226,6 +217,7 @@ impl SweepStage {
             .drain(..take)
             .map(|(_, kind, event)| (kind, event))
             .unzip();
+        plan.emitted += take as u64;
         self.report.reconciled(&kinds);
         Some(events)
     }
@@ -275,29 +267,30 @@ impl SweepStage {
             updates: Vec::new(),
             record: SweepRecord::default(),
             refused: HashSet::new(),
+            emitted: 0,
         };
         for change in reconcile::compare(customers, &stored) {
             if self.touched.contains(&change.customer) {
                 continue;
             }
             count(&mut sweep.progress, change.kind);
-            if sweep.emits(change.kind) {
-                let event = reconcile::event(
-                    self.studio.as_str(),
-                    sweep.started_ms,
-                    &change,
-                    &request,
-                    seen_ms,
-                );
-                plan.events.push_back((change.customer, change.kind, event));
-            }
             let fingerprint = (change.kind != ChangeKind::Deleted).then_some(change.fingerprint);
             if change.kind != ChangeKind::Unchanged {
                 plan.updates.push((change.customer, fingerprint));
             }
+            if sweep.emits(change.kind) {
+                let (customer, kind) = (change.customer, change.kind);
+                let event = reconcile::event(
+                    self.studio.as_str(),
+                    sweep.started_ms,
+                    change,
+                    &request,
+                    seen_ms,
+                );
+                plan.events.push_back((customer, kind, event));
+            }
         }
         sweep.progress.pages += 1;
-        sweep.progress.emitted += plan.events.len() as u64;
         sweep.last_error = None;
         match page.covers_up_to {
             Some(last) => sweep.after = Some(last),
@@ -322,6 +315,9 @@ impl SweepStage {
         plan.updates.retain(|(customer, _)| {
             !self.touched.contains(customer) && !plan.refused.contains(customer)
         });
+        if let Some(progress) = plan.record.progress_mut() {
+            progress.emitted += plan.emitted;
+        }
         let finished = plan.record.running.is_none();
         let saved = self.store.reconcile().commit_page(
             &self.studio,
