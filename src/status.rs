@@ -94,15 +94,12 @@ impl StudioStatus {
     }
 
     /// A worker starts (`Running`: nothing known to be wrong) or the studio is paused.
-    pub fn set_state(&self, state: StudioState, error: Option<String>) {
+    pub fn set_state(&self, state: StudioState) {
         let mut s = self.lock();
         s.paused = state == StudioState::Paused;
         if state == StudioState::Running {
             s.open_api_trouble = None;
             s.sink_trouble = None;
-        }
-        if let Some(error) = error {
-            s.open_api_trouble = Some((state, error));
         }
         s.derive();
     }

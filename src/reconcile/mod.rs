@@ -8,7 +8,6 @@ pub mod fingerprint;
 pub mod page;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::event::{format_millis, EnrichedEvent, Enrichment, EnrichmentStatus};
@@ -211,7 +210,7 @@ pub fn event(
         _ => EnrichmentStatus::Fetched,
     };
     let mut content = serde_json::Map::new();
-    content.insert("change".into(), json!(change.kind));
+    content.insert("change".into(), change.kind.as_str().into());
     EnrichedEvent {
         id: event_id(studio, sweep_started_ms, &change),
         studio: studio.to_string(),

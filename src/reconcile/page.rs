@@ -81,13 +81,24 @@ impl CustomerPage {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {
     Added,
     Changed,
     Unchanged,
     Deleted,
+}
+
+impl ChangeKind {
+    /// As events (`content.change`) and metrics (`change` label) name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "added",
+            ChangeKind::Changed => "changed",
+            ChangeKind::Unchanged => "unchanged",
+            ChangeKind::Deleted => "deleted",
+        }
+    }
 }
 
 /// One customer of the page's range, compared with the last sweep.

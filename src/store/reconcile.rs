@@ -186,6 +186,7 @@ impl ReconcileStore {
     }
 
     /// How many customers have a fingerprint.
+    #[cfg(test)]
     pub fn customers(&self, studio: &StudioId) -> usize {
         self.tree.scan_prefix(fingerprint_prefix(studio)).count()
     }

@@ -248,7 +248,7 @@ impl Handler<Pause> for StudioActor {
         // of the inbox and is taken up again on resume.
         self.paused = true;
         self.stop_worker(ctx);
-        self.deps.status.set_state(StudioState::Paused, None);
+        self.deps.status.set_state(StudioState::Paused);
         tracing::info!(studio = %self.tenant.id, "studio paused");
     }
 }

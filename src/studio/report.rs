@@ -45,7 +45,7 @@ impl Report {
 
     /// A new worker: nothing known to be wrong.
     pub fn running(&self) {
-        self.status.set_state(StudioState::Running, None);
+        self.status.set_state(StudioState::Running);
     }
 
     /// The Open API's trouble (rejected key, failing requests), or None once it answers.
@@ -110,14 +110,15 @@ impl Report {
 
     /// Reconciled events handed to the sinks, by the change each carries.
     pub fn reconciled(&self, emitted: &[crate::reconcile::ChangeKind]) {
-        let studio = self.studio.as_str();
+        let mut counts = std::collections::BTreeMap::<&str, u64>::new();
         for kind in emitted {
-            let change = serde_json::to_value(kind).ok();
-            let change = change.as_ref().and_then(|v| v.as_str()).unwrap_or("other");
+            *counts.entry(kind.as_str()).or_default() += 1;
+        }
+        for (change, n) in counts {
             self.metrics
                 .reconcile_events
-                .with_label_values(&[studio, change])
-                .inc();
+                .with_label_values(&[self.studio.as_str(), change])
+                .inc_by(n);
         }
     }
 
