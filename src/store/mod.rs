@@ -57,7 +57,7 @@ pub enum StoreError {
     Commit(#[from] CommitError),
     #[error("cannot open storage at {path}: {reason}")]
     Open { path: String, reason: String },
-    #[error("unreadable inbox entry: {0}")]
+    #[error("unreadable stored entry: {0}")]
     Corrupt(String),
 }
 
@@ -328,7 +328,7 @@ impl Store {
         tracing::error!(%studio, sequence = sequence_of(key), %error, "an inbox entry cannot be read: set aside in the store's unreadable entries, not delivered");
         let moved = (&self.inbox, &self.unreadable).transaction(|(inbox, unreadable)| {
             unreadable.insert(key, value)?;
-            Ok::<_, ConflictableTransactionError<()>>(inbox.remove(key)?.is_some())
+            Ok::<_, ConflictableTransactionError<StoreError>>(inbox.remove(key)?.is_some())
         });
         if transaction_result(moved)? {
             self.waiting.remove(studio.as_str(), 1);
@@ -367,7 +367,7 @@ impl Store {
         let result = (&self.inbox, &self.dead).transaction(|(inbox, dead)| {
             let was_waiting = inbox.remove(&entry.key[..])?.is_some();
             let was_buried = dead.insert(&entry.key[..], &value[..])?.is_some();
-            Ok::<_, ConflictableTransactionError<()>>((was_waiting, was_buried))
+            Ok::<_, ConflictableTransactionError<StoreError>>((was_waiting, was_buried))
         });
         let (was_waiting, was_buried) = transaction_result(result).inspect_err(|_| {
             self.buried.remove(entry.studio(), 1);
@@ -425,10 +425,10 @@ impl Store {
                 return Ok(None);
             };
             let mut letter: DeadLetter = serde_json::from_slice(&value)
-                .map_err(|_| ConflictableTransactionError::Abort(()))?;
+                .map_err(|e| abort(StoreError::Corrupt(format!("dead letter: {e}"))))?;
             letter.event.failing_since_ms = None;
             let event = serde_json::to_vec(&letter.event)
-                .map_err(|_| ConflictableTransactionError::Abort(()))?;
+                .map_err(|e| abort(StoreError::Corrupt(e.to_string())))?;
             let was_waiting = inbox.insert(&key[..], event)?.is_some();
             Ok(Some(was_waiting))
         });
@@ -603,11 +603,16 @@ impl Store {
     }
 }
 
-fn transaction_result<T>(result: Result<T, TransactionError<()>>) -> Result<T, StoreError> {
+/// What a transaction aborts with: the error it ends with.
+fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
+    ConflictableTransactionError::Abort(e)
+}
+
+fn transaction_result<T>(result: Result<T, TransactionError<StoreError>>) -> Result<T, StoreError> {
     match result {
         Ok(value) => Ok(value),
+        Err(TransactionError::Abort(e)) => Err(e),
         Err(TransactionError::Storage(e)) => Err(e.into()),
-        Err(TransactionError::Abort(())) => Err(StoreError::Corrupt("unreadable entry".into())),
     }
 }
 

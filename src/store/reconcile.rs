@@ -9,9 +9,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-
-use super::StoreError;
+use super::{abort, transaction_result, StoreError};
 use crate::reconcile::{Fingerprint, Sweep, SweepRecord, Trigger};
 use crate::tenant::StudioId;
 
@@ -232,18 +230,6 @@ fn decode(bytes: Option<&[u8]>) -> Result<SweepRecord, StoreError> {
         None => Ok(SweepRecord::default()),
         Some(bytes) => serde_json::from_slice(bytes)
             .map_err(|e| StoreError::Corrupt(format!("reconcile record: {e}"))),
-    }
-}
-
-fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
-    ConflictableTransactionError::Abort(e)
-}
-
-fn transaction_result<T>(result: Result<T, TransactionError<StoreError>>) -> Result<T, StoreError> {
-    match result {
-        Ok(value) => Ok(value),
-        Err(TransactionError::Abort(e)) => Err(e),
-        Err(TransactionError::Storage(e)) => Err(e.into()),
     }
 }
 
