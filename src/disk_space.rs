@@ -43,8 +43,7 @@ impl DiskSpace {
     /// Reads free space and decides; logs a change either way. A failed reading changes
     /// nothing: refusing every webhook because `statvfs` failed would be worse.
     pub fn check(&self) {
-        let reading = fs2::available_space(&self.path)
-            .and_then(|free| Ok((free, fs2::total_space(&self.path)?)));
+        let reading = fs2::statvfs(&self.path).map(|s| (s.available_space(), s.total_space()));
         let (free, total) = match reading {
             Ok(reading) => reading,
             Err(e) => {

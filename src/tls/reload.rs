@@ -49,10 +49,10 @@ impl FileResolver {
     ) -> Result<Arc<FileResolver>, LoadError> {
         // Stamped before reading: a change during the read is seen by the next poll.
         let stamp = Stamp::of(cert, key);
-        let first = files::load(cert, key, &provider)?;
+        let first = Arc::new(files::load(cert, key, &provider)?);
         served.record(&first);
         let resolver = Arc::new(FileResolver {
-            current: ArcSwap::from_pointee(first),
+            current: ArcSwap::new(first),
             served,
         });
         let watch = Watch {
@@ -97,8 +97,9 @@ impl Watch {
     fn reload(&self, resolver: &FileResolver) {
         match files::load(&self.cert, &self.key, &self.provider) {
             Ok(pair) => {
+                let pair = Arc::new(pair);
                 resolver.served.record(&pair);
-                resolver.current.store(Arc::new(pair));
+                resolver.current.store(pair);
                 tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded");
             }
             Err(e) => tracing::error!(

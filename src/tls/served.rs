@@ -3,8 +3,9 @@
 //! outage watch (`crate::downtime`) counts that time like time the relay was down.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Mutex;
+use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use rustls::sign::CertifiedKey;
 
 use crate::event::format_millis;
@@ -14,16 +15,16 @@ use crate::event::format_millis;
 #[derive(Debug)]
 pub struct ServedCertificate {
     not_after_ms: AtomicI64,
-    /// The DER of the certificate recorded last, so a handshake serving the same one again
-    /// costs a comparison, not a parse.
-    recorded: Mutex<Vec<u8>>,
+    /// The pair recorded last, so a handshake serving the same one again costs a pointer
+    /// comparison, not a parse.
+    recorded: ArcSwapOption<CertifiedKey>,
 }
 
 impl Default for ServedCertificate {
     fn default() -> ServedCertificate {
         ServedCertificate {
             not_after_ms: AtomicI64::new(i64::MAX),
-            recorded: Mutex::new(Vec::new()),
+            recorded: ArcSwapOption::empty(),
         }
     }
 }
@@ -31,17 +32,16 @@ impl Default for ServedCertificate {
 impl ServedCertificate {
     /// Notes the pair now served. A leaf that cannot be parsed is left unjudged: rustls and the
     /// vendor's client have the last word on it.
-    pub fn record(&self, pair: &CertifiedKey) {
-        let Some(leaf) = pair.end_entity_cert().ok() else {
-            return;
-        };
-        let mut recorded = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
-        if recorded.as_slice() == leaf.as_ref() {
+    pub fn record(&self, pair: &Arc<CertifiedKey>) {
+        let previous = self.recorded.swap(Some(Arc::clone(pair)));
+        if previous.is_some_and(|previous| Arc::ptr_eq(&previous, pair)) {
             return;
         }
-        recorded.clear();
-        recorded.extend_from_slice(leaf.as_ref());
-        let not_after = not_after_ms(leaf.as_ref()).unwrap_or(i64::MAX);
+        let not_after = pair
+            .end_entity_cert()
+            .ok()
+            .and_then(|leaf| not_after_ms(leaf.as_ref()))
+            .unwrap_or(i64::MAX);
         self.not_after_ms.store(not_after, Ordering::Relaxed);
     }
 
@@ -66,7 +66,7 @@ fn not_after_ms(der: &[u8]) -> Option<i64> {
 mod tests {
     use super::*;
 
-    fn pair(not_after: (i32, u8, u8)) -> CertifiedKey {
+    fn pair(not_after: (i32, u8, u8)) -> Arc<CertifiedKey> {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
         params.not_before = rcgen::date_time_ymd(2020, 1, 1);
@@ -77,7 +77,7 @@ mod tests {
             .key_provider
             .load_private_key(der)
             .unwrap();
-        CertifiedKey::new(vec![cert.der().clone()], signer)
+        Arc::new(CertifiedKey::new(vec![cert.der().clone()], signer))
     }
 
     const JAN_2025_MS: i64 = 1_735_689_600_000;
