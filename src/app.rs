@@ -13,7 +13,7 @@ use actix_web::{web, App, HttpServer};
 use crate::activity::Activity;
 use crate::config::Config;
 use crate::disk_space::DiskSpace;
-use crate::downtime::Intake;
+use crate::downtime::Reachability;
 use crate::event::now_millis;
 use crate::http::admin::{self, AdminState};
 use crate::http::ingest::{self, IngestState};
@@ -57,7 +57,7 @@ pub struct Relay {
     file_writers: FileWriters,
     pruner: JoinHandle<()>,
     outage_watch: JoinHandle<()>,
-    intake: Arc<Intake>,
+    reachability: Arc<Reachability>,
     disk_watch: JoinHandle<()>,
     reloader: Reloader,
 }
@@ -154,9 +154,9 @@ impl Relay {
         let addr = ingest.addrs().first().copied().unwrap_or(listen);
         let ingest = ingest.run();
         tracing::info!(%addr, "listening for webhooks on POST /webhook");
-        let intake = Arc::new(Intake::new(disk, certificate, accepting.clone()));
+        let reachability = Arc::new(Reachability::new(disk, certificate, accepting.clone()));
         let outage_watch =
-            crate::downtime::spawn_watch(store.clone(), studios.clone(), intake.clone());
+            crate::downtime::spawn_watch(store.clone(), studios.clone(), reachability.clone());
 
         let admin_state = web::Data::new(AdminState {
             studios,
@@ -164,7 +164,7 @@ impl Relay {
             store: store.clone(),
             metrics,
             token: config.admin.token.clone(),
-            intake: intake.clone(),
+            reachability: reachability.clone(),
         });
         let admin = HttpServer::new(move || {
             App::new()
@@ -191,7 +191,7 @@ impl Relay {
             file_writers,
             pruner,
             outage_watch,
-            intake,
+            reachability,
             disk_watch,
             reloader,
         })
@@ -212,7 +212,7 @@ impl Relay {
             admin: self.admin.handle(),
             accepting: self.accepting.clone(),
             store: self.store.clone(),
-            intake: self.intake.clone(),
+            reachability: self.reachability.clone(),
         }
     }
 
@@ -302,7 +302,7 @@ pub struct RelayHandle {
     admin: ServerHandle,
     accepting: Arc<AtomicBool>,
     store: Store,
-    intake: Arc<Intake>,
+    reachability: Arc<Reachability>,
 }
 
 impl RelayHandle {
@@ -316,7 +316,7 @@ impl RelayHandle {
     pub async fn stop(&self) {
         // The last moment webhooks could get in: the downtime the next start measures begins
         // here, not after the studios and file writes have wound down.
-        crate::downtime::beat_at_stop(&self.store, &self.intake);
+        crate::downtime::beat_at_stop(&self.store, &self.reachability);
         self.refuse_new_webhooks();
         self.ingest.stop(true).await;
         self.admin.stop(true).await;

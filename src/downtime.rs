@@ -33,7 +33,7 @@ const PAUSED_AFTER: Duration = Duration::from_secs(10);
 const PAUSED: &str = "the relay was suspended (or its machine was)";
 
 /// What keeps webhooks out of a running relay.
-pub struct Intake {
+pub struct Reachability {
     pub disk: Arc<DiskSpace>,
     pub certificate: Arc<ServedCertificate>,
     /// Cleared when the relay stops taking webhooks, at the start of a stop.
@@ -49,13 +49,13 @@ pub struct Outage {
     pub cause: String,
 }
 
-impl Intake {
+impl Reachability {
     pub fn new(
         disk: Arc<DiskSpace>,
         certificate: Arc<ServedCertificate>,
         accepting: Arc<AtomicBool>,
-    ) -> Intake {
-        Intake {
+    ) -> Reachability {
+        Reachability {
             disk,
             certificate,
             accepting,
@@ -136,7 +136,11 @@ impl OutageClock {
 /// [`BEAT_EVERY`] while they can, and starts the sweeps `after_downtime` asks for when an
 /// outage (the relay's own downtime included) ends. The first look is at once, before any new
 /// beat overwrites the one from before the start.
-pub fn spawn_watch(store: Store, studios: Arc<Studios>, intake: Arc<Intake>) -> JoinHandle<()> {
+pub fn spawn_watch(
+    store: Store,
+    studios: Arc<Studios>,
+    reachability: Arc<Reachability>,
+) -> JoinHandle<()> {
     let heartbeat = store.reconcile().last_heartbeat().unwrap_or_else(|e| {
         tracing::error!(error = %e, "cannot read the heartbeat: no sweep for the downtime before this start");
         None
@@ -148,11 +152,11 @@ pub fn spawn_watch(store: Store, studios: Arc<Studios>, intake: Arc<Intake>) -> 
         loop {
             looks.tick().await;
             let now_ms = now_millis();
-            let problem = intake.problems(now_ms).into_iter().next();
+            let problem = reachability.problems(now_ms).into_iter().next();
             if let Some(ended) = clock.look(problem, now_ms) {
                 sweep_after_outage(&store, &studios, &ended, now_ms);
             }
-            *crate::lock::lock(&intake.outage) = clock.outage();
+            *crate::lock::lock(&reachability.outage) = clock.outage();
             let beat_due =
                 beaten_ms.is_none_or(|last| now_ms - last >= BEAT_EVERY.as_millis() as i64);
             if clock.is_open() && beat_due {
@@ -166,9 +170,9 @@ pub fn spawn_watch(store: Store, studios: Arc<Studios>, intake: Arc<Intake>) -> 
 /// The beat at the start of a clean stop, unless webhooks could not get in: that outage goes
 /// on until the next start. Called before webhooks are refused; from then on the watch sees the
 /// relay stopping and writes no later beat.
-pub fn beat_at_stop(store: &Store, intake: &Intake) {
+pub fn beat_at_stop(store: &Store, reachability: &Reachability) {
     let now_ms = now_millis();
-    if intake.problems(now_ms).is_empty() {
+    if reachability.problems(now_ms).is_empty() {
         beat(store, now_ms);
     }
 }

@@ -31,7 +31,7 @@ pub struct AdminState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub token: Option<SecretString>,
-    pub intake: Arc<crate::downtime::Intake>,
+    pub reachability: Arc<crate::downtime::Reachability>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -77,7 +77,7 @@ async fn healthz() -> HttpResponse {
 /// Ready when webhooks can get in (storage above its floor, a valid certificate), storage
 /// accepts a durable write and at least one studio is loaded.
 async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
-    let mut problems = state.intake.problems(now_millis());
+    let mut problems = state.reachability.problems(now_millis());
     if let Err(e) = state.store.sync().await {
         problems.push(e.to_string());
     }
@@ -233,16 +233,16 @@ async fn studios(state: web::Data<AdminState>) -> HttpResponse {
         .into_iter()
         .map(|(id, pending)| json!({"id": id, "inbox_depth": pending}))
         .collect();
-    let disk = &state.intake.disk;
+    let disk = &state.reachability.disk;
     let storage = json!({
         "free_bytes": disk.free_bytes(),
         "min_free_bytes": disk.floor_bytes(),
         "problem": disk.problem(),
     });
     let certificate = json!({
-        "problem": state.intake.certificate.problem(now_millis()),
+        "problem": state.reachability.certificate.problem(now_millis()),
     });
-    let outage = state.intake.outage().map(|o| {
+    let outage = state.reachability.outage().map(|o| {
         json!({
             "since": o.since_ms.map(format_millis),
             "cause": o.cause,
