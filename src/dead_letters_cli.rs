@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-pub use crate::admin_client::CliError;
+use crate::admin_client::CliError;
 use crate::admin_client::{AdminApi, AdminArgs};
 
 #[derive(Debug, clap::Args)]

@@ -136,12 +136,14 @@ pub enum Route {
     Skip(Skip),
 }
 
-/// Whether an event of this type has a customer id as its `entityId`, by the vendor's table:
-/// every `CUSTOMER_*`, `CONTRACT_*` and `AGGREGATOR_MEMBER_CREATED`, fetched or not.
-pub fn is_about_a_customer(event_type: &str) -> bool {
-    event_type.starts_with("CUSTOMER_")
-        || event_type.starts_with("CONTRACT_")
-        || event_type == "AGGREGATOR_MEMBER_CREATED"
+/// Whether an event is one of `customer`'s own: its type has a customer id as its `entityId`
+/// by the vendor's table (every `CUSTOMER_*`, `CONTRACT_*` and `AGGREGATOR_MEMBER_CREATED`,
+/// fetched or not), and that id is theirs.
+pub fn is_about_customer(event_type: &str, entity_id: Option<i64>, customer: i64) -> bool {
+    entity_id == Some(customer)
+        && (event_type.starts_with("CUSTOMER_")
+            || event_type.starts_with("CONTRACT_")
+            || event_type == "AGGREGATOR_MEMBER_CREATED")
 }
 
 /// Maps an event's type, entity and `content.classId` to its request.

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::admin::{error, AdminState};
-use crate::route::is_about_a_customer;
+use crate::route::is_about_customer;
 use crate::tenant::StudioId;
 
 #[derive(Deserialize)]
@@ -75,7 +75,7 @@ pub async fn erase(
         }
     };
     let activity = state.activity.forget(studio.as_str(), |e| {
-        e.entity_id == Some(customer) && is_about_a_customer(&e.event_type)
+        is_about_customer(&e.event_type, e.entity_id, customer)
     });
     // Logged without the member's id: the counts and the studio say what was done.
     tracing::info!(%studio, dead_letters, pending, activity, "a member's data was erased");

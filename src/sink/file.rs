@@ -90,6 +90,7 @@ impl FileSink {
 
     /// Appends the line and syncs it, on a blocking thread: an fsync must not hold up the
     /// other studios that share this actor thread.
+    #[cfg(test)]
     pub async fn deliver(&self, body: &[u8]) -> Result<(), Failure> {
         self.deliver_lines(&[body]).await
     }

@@ -106,10 +106,13 @@ impl HttpSink {
                 // The receiver's own words say why, but they may repeat the event, a member's
                 // data included: they go to the debug log, never into the failure, which is
                 // stored with the event and shown by the admin API.
-                let start = read_start(response.timeout(self.timeout)).await;
-                let start = excerpt(&self.url.scrub(&String::from_utf8_lossy(&start)));
-                if !start.is_empty() {
-                    tracing::debug!(url = %self.url, status = %status, body = %start, "http sink refused an event");
+                // Read only for that log: otherwise a slow body would hold up the burial.
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    let start = read_start(response.timeout(self.timeout)).await;
+                    let start = excerpt(&self.url.scrub(&String::from_utf8_lossy(&start)));
+                    if !start.is_empty() {
+                        tracing::debug!(url = %self.url, status = %status, body = %start, "http sink refused an event");
+                    }
                 }
                 Failure::permanent(format!(
                     "{status} (the answer's body is logged at debug level only)"

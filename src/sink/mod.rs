@@ -67,9 +67,10 @@ impl Sink {
         })
     }
 
-    /// Hands over consecutive events in order; Ok only once the receiver has all of them. A file
-    /// takes them in one write and one sync, NATS with several publishes in flight; the others
-    /// take them one by one. On failure, says how many were handed over before it.
+    /// Hands over consecutive events in order; Ok only once the receiver has all of them
+    /// (flushed, acked, 2xx, exit 0). A file takes them in one write and one sync, NATS with
+    /// several publishes in flight; the others take them one by one. On failure, says how many
+    /// were handed over before it.
     pub async fn deliver_all(&self, events: &[Outgoing<'_>]) -> Result<(), (usize, Failure)> {
         match self {
             Sink::File(s) => {
@@ -77,25 +78,18 @@ impl Sink {
                 s.deliver_lines(&bodies).await.map_err(|e| (0, e))
             }
             Sink::Nats(s) => s.deliver_all(events).await,
-            Sink::Http(_) | Sink::Command(_) => {
+            Sink::Http(s) => {
                 for (i, event) in events.iter().enumerate() {
-                    self.deliver(event).await.map_err(|e| (i, e))?;
+                    s.deliver(event.id, event.body).await.map_err(|e| (i, e))?;
                 }
                 Ok(())
             }
-        }
-    }
-
-    /// Hands over one event; Ok only once the receiver has it (flushed, 2xx, exit 0, acked).
-    pub async fn deliver(&self, event: &Outgoing<'_>) -> Result<(), Failure> {
-        match self {
-            Sink::File(s) => s.deliver(event.body).await,
-            Sink::Http(s) => s.deliver(event.id, event.body).await,
-            Sink::Command(s) => s.deliver(event.id, event.body).await,
-            Sink::Nats(s) => s
-                .deliver_all(std::slice::from_ref(event))
-                .await
-                .map_err(|(_, failure)| failure),
+            Sink::Command(s) => {
+                for (i, event) in events.iter().enumerate() {
+                    s.deliver(event.id, event.body).await.map_err(|e| (i, e))?;
+                }
+                Ok(())
+            }
         }
     }
 }

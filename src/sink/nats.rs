@@ -24,7 +24,7 @@ use crate::tenant::{NatsCredentials, NatsSettings};
 /// How long the stream created by `create_stream` remembers message ids. A crash redelivers
 /// what the relay had not yet recorded as published, at its restart; an hour covers a restart
 /// that takes long, and keeps the ids the server holds in memory bounded.
-pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(3600);
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(3600);
 
 /// A connection, once made; shared by every sink with the same servers and credentials.
 type SharedClient = Arc<Connection>;
@@ -89,7 +89,7 @@ fn connection_key(settings: &NatsSettings) -> [u8; 32] {
 }
 
 /// Connects once; the client then reconnects by itself, with backoff, for as long as it lives.
-pub async fn connect(settings: &NatsSettings) -> Result<async_nats::Client, Failure> {
+async fn connect(settings: &NatsSettings) -> Result<async_nats::Client, Failure> {
     let shown = settings.shown_servers();
     let mut options = async_nats::ConnectOptions::new()
         .connection_timeout(settings.timeout)

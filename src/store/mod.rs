@@ -627,7 +627,7 @@ impl About {
     /// Whether the event is one of the member's own (the vendor's table decides which types'
     /// `entityId` is a customer).
     fn is_about(&self, customer: i64) -> bool {
-        self.entity_id == Some(customer) && crate::route::is_about_a_customer(&self.event_type)
+        crate::route::is_about_customer(&self.event_type, self.entity_id, customer)
     }
 }
 

@@ -22,9 +22,9 @@ pub(super) fn build(
     let mut by_family = HashMap::new();
     for (family, selection) in raw {
         let field = format!("entity.{family}");
-        let endpoint: Endpoint = serde_json::from_value(serde_json::Value::String(family.clone()))
-            .ok()
-            .filter(|e| Endpoint::ALL.contains(e))
+        let endpoint = Endpoint::ALL
+            .into_iter()
+            .find(|e| e.family() == family)
             .ok_or_else(|| {
                 err(
                     &field,
