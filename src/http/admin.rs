@@ -289,17 +289,21 @@ async fn resume(studio: web::Path<String>, state: web::Data<AdminState>) -> Http
     tell(&studio, &state, Resume, "running")
 }
 
+/// A studio that is loaded now, by the id in a request's path.
+pub(super) fn loaded_studio(studio: &str, state: &AdminState) -> Option<(StudioId, StudioHandle)> {
+    let studio = StudioId::parse(studio).ok()?;
+    let handle = state.studios.registry().get(&studio).cloned()?;
+    Some((studio, handle))
+}
+
 /// Sends a message to one studio's actor.
 fn tell<M>(studio: &str, state: &AdminState, message: M, now: &str) -> HttpResponse
 where
     M: actix::Message<Result = ()> + Send + 'static,
     crate::studio::StudioActor: actix::Handler<M>,
 {
-    let handle = StudioId::parse(studio)
-        .ok()
-        .and_then(|id| state.studios.registry().get(&id).cloned());
-    match handle {
-        Some(handle) => {
+    match loaded_studio(studio, state) {
+        Some((_, handle)) => {
             handle.actor.do_send(message);
             HttpResponse::Ok().json(json!({"studio": studio, "state": now}))
         }

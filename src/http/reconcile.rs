@@ -7,7 +7,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::admin::{error, AdminState};
+use super::admin::{error, loaded_studio, AdminState};
 use crate::event::now_millis;
 use crate::reconcile::{Sweep, SweepRecord, Trigger};
 use crate::tenant::StudioId;
@@ -26,7 +26,7 @@ pub async fn start(
     let Ok(query) = query else {
         return error(StatusCode::BAD_REQUEST, "emit_all must be true or false");
     };
-    let Some((studio, handle)) = running_studio(&studio, &state) else {
+    let Some((studio, handle)) = loaded_studio(&studio, &state) else {
         return error(StatusCode::NOT_FOUND, "no such studio");
     };
     let emit_all = query.emit_all;
@@ -60,7 +60,7 @@ pub async fn start(
 }
 
 pub async fn show(studio: web::Path<String>, state: web::Data<AdminState>) -> HttpResponse {
-    let Some((studio, _)) = running_studio(&studio, &state) else {
+    let Some((studio, _)) = loaded_studio(&studio, &state) else {
         return error(StatusCode::NOT_FOUND, "no such studio");
     };
     match state.store.reconcile().record(&studio) {
@@ -74,15 +74,6 @@ pub async fn show(studio: web::Path<String>, state: web::Data<AdminState>) -> Ht
         }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
-}
-
-fn running_studio(
-    studio: &str,
-    state: &AdminState,
-) -> Option<(StudioId, crate::registry::StudioHandle)> {
-    let studio = StudioId::parse(studio).ok()?;
-    let handle = state.studios.registry().get(&studio).cloned()?;
-    Some((studio, handle))
 }
 
 fn answer(studio: &StudioId, state: &str, record: &SweepRecord) -> serde_json::Value {
