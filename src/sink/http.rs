@@ -60,13 +60,13 @@ impl HttpSink {
         })
     }
 
-    pub async fn deliver(&self, event_id: &str, body: &[u8]) -> Result<(), Failure> {
+    pub async fn deliver(&self, event_id: &str, body: &Bytes) -> Result<(), Failure> {
         self.post(event_id, body)
             .await
             .map_err(|f| f.context(format_args!("POST {}", self.url)))
     }
 
-    async fn post(&self, event_id: &str, body: &[u8]) -> Result<(), Failure> {
+    async fn post(&self, event_id: &str, body: &Bytes) -> Result<(), Failure> {
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -81,7 +81,7 @@ impl HttpSink {
             .insert_header(("webhook-id", event_id))
             .insert_header(("webhook-timestamp", timestamp.to_string()))
             .insert_header(("webhook-signature", signature))
-            .send_body(body.to_vec())
+            .send_body(body.clone())
             .await
             // awc 3.11's messages name no URL; scrubbed all the same, since the resolver's
             // error or a later version's could.
@@ -254,7 +254,7 @@ mod tests {
             let sink = sink(format!(
                 "http://u:pa55word@{addr}/{status}?token=s3cret-token"
             ));
-            async move { sink.deliver("evt-1", b"{}").await }
+            async move { sink.deliver("evt-1", &Bytes::from_static(b"{}")).await }
         };
         assert_eq!(deliver(204).await, Ok(()));
         let seven = Some(Duration::from_secs(7));
@@ -312,7 +312,10 @@ mod tests {
     #[actix_rt::test]
     async fn a_transport_error_is_transient_and_shows_no_secret() {
         let sink = sink("http://u:pa55word@127.0.0.1:9/in?token=s3cret-token".into());
-        let failure = sink.deliver("evt-1", b"{}").await.unwrap_err();
+        let failure = sink
+            .deliver("evt-1", &Bytes::from_static(b"{}"))
+            .await
+            .unwrap_err();
         assert_eq!(failure.kind(), "transient");
         let shown = format!("{failure} {failure:?}");
         assert!(shown.starts_with("POST http://127.0.0.1:9/in: "), "{shown}");

@@ -10,6 +10,7 @@ use crate::failure::Failure;
 use crate::outbound::Outbound;
 use crate::redacted_url::RedactedUrl;
 use crate::tenant::SinkSettings;
+use actix_web::web::Bytes;
 
 pub use command::CommandSink;
 pub use file::{FileSink, FileWriters, FileWrites, FILE_WRITES_AT_ONCE};
@@ -17,13 +18,14 @@ pub use http::{sign, signing_key, HttpSink};
 pub use nats::{probe as probe_nats, NatsConnections, NatsSink};
 
 /// One enriched event on its way to a sink: the encoded document, and what a sink may need to
-/// route or label it without decoding it again.
-#[derive(Debug, Clone, Copy)]
+/// route or label it without decoding it again. The document is shared, not copied, by the
+/// sinks that need it owned (HTTP, NATS). Not Debug: the body is a member's data.
+#[derive(Clone, Copy)]
 pub struct Outgoing<'a> {
     pub id: &'a str,
     pub event_type: &'a str,
     pub entity_id: Option<i64>,
-    pub body: &'a [u8],
+    pub body: &'a Bytes,
 }
 
 /// A sink that cannot be built from its settings. Delivery failures are [`Failure`]s.
@@ -74,7 +76,7 @@ impl Sink {
     pub async fn deliver_all(&self, events: &[Outgoing<'_>]) -> Result<(), (usize, Failure)> {
         match self {
             Sink::File(s) => {
-                let bodies: Vec<&[u8]> = events.iter().map(|e| e.body).collect();
+                let bodies: Vec<&[u8]> = events.iter().map(|e| &e.body[..]).collect();
                 s.deliver_lines(&bodies).await.map_err(|e| (0, e))
             }
             Sink::Nats(s) => s.deliver_all(events).await,

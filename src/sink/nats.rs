@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use actix_web::web::Bytes;
 use async_nats::jetstream::context::{GetStreamErrorKind, PublishErrorKind};
 use async_nats::jetstream::{self, stream};
 use async_nats::{ConnectErrorKind, HeaderMap};
@@ -217,11 +216,7 @@ impl NatsSink {
         for (i, event) in events.iter().enumerate() {
             let subject = self.subject(event.event_type);
             let published = context
-                .publish_with_headers(
-                    subject,
-                    self.headers(event),
-                    Bytes::copy_from_slice(event.body),
-                )
+                .publish_with_headers(subject, self.headers(event), event.body.clone())
                 .await;
             match published {
                 Ok(ack) => acks.push(ack),

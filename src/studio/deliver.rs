@@ -6,6 +6,8 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use actix_web::web::Bytes;
+
 use super::report::Report;
 use super::window::Dead;
 use crate::event::{now_millis, DeadLetter, EnrichedEvent, QueuedEvent};
@@ -42,21 +44,21 @@ impl Deliverer {
     /// once each is delivered (and removed from the inbox) or buried, with those delivered.
     pub async fn deliver(self: Rc<Self>, mut entries: Vec<InboxEntry>) -> Vec<InboxEntry> {
         let mut dead: Vec<Option<Dead>> = vec![None; entries.len()];
-        let bodies: Vec<Vec<u8>> = entries
+        let bodies: Vec<Bytes> = entries
             .iter()
             .zip(&mut dead)
             .map(|(entry, dead)| {
                 let result = entry.event.enriched.as_ref();
                 let enriched = result.map(|r| entry.event.to_enriched(self.studio(), r));
                 match enriched.map(|e| serde_json::to_vec(&e)) {
-                    Some(Ok(body)) => body,
+                    Some(Ok(body)) => Bytes::from(body),
                     Some(Err(e)) => {
                         *dead = Some(dead_at("encoding", e.to_string()));
-                        Vec::new()
+                        Bytes::new()
                     }
                     None => {
                         *dead = Some(dead_at("enrichment", "not enriched".into()));
-                        Vec::new()
+                        Bytes::new()
                     }
                 }
             })
@@ -95,9 +97,9 @@ impl Deliverer {
     /// delivery for longer than a live event would. Returns the customers of the events some
     /// sink did not take, for the sweep to report again next time.
     pub async fn hand_over(self: Rc<Self>, events: &[EnrichedEvent]) -> Vec<i64> {
-        let bodies: Vec<Vec<u8>> = events
+        let bodies: Vec<Bytes> = events
             .iter()
-            .map(|e| serde_json::to_vec(e).unwrap_or_default())
+            .map(|e| Bytes::from(serde_json::to_vec(e).unwrap_or_default()))
             .collect();
         let mut left_out = vec![false; events.len()];
         for (key, sink) in &self.sinks {
@@ -166,7 +168,7 @@ impl Deliverer {
         key: &str,
         sink: &Sink,
         entries: &mut [InboxEntry],
-        bodies: &[Vec<u8>],
+        bodies: &[Bytes],
         dead: &mut [Option<Dead>],
     ) {
         let mut attempt = 0;
